@@ -9,8 +9,11 @@ from __future__ import annotations
 
 
 class AbconvError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, details: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details  # one line per problem, e.g. of a batch

@@ -1,0 +1,287 @@
+"""Use cases: assign, convert, ingest. The glue between files, hashing and storage.
+
+Routes and the CLI call these; they take plain values, raise
+:class:`AbconvError` for bad input and return JSON-able dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from abconv.assignment import Assignment, Reason, assign, is_bot
+from abconv.errors import AbconvError
+from abconv.experiments import Experiment, ExperimentRegistry, Variant
+from abconv.inputs import (
+    EventInput,
+    conversion_input,
+    optional_time,
+    require_experiment_key,
+    require_object,
+    require_variant_key,
+    require_visitor,
+)
+from abconv.store import NewConversion, Store, StoredExposure, utcnow
+from abconv.vocabulary import Status
+
+
+@dataclass(frozen=True)
+class Services:
+    """What every use case needs; one per app, kept in ``app.extensions``."""
+
+    store: Store
+    experiments: ExperimentRegistry
+
+    def experiment(self, key: str) -> Experiment:
+        experiment = self.experiments.get(require_experiment_key(key))
+        if experiment is None:
+            raise AbconvError("unknown_experiment", f"no experiment {key!r}", 404)
+        return experiment
+
+
+def assign_visitor(
+    services: Services,
+    visitor: str,
+    experiment_key: str | None = None,
+    force: str | None = None,
+    user_agent: str | None = None,
+) -> dict[str, Any]:
+    """The variants a visitor sees, recording first exposures.
+
+    A returning visitor costs one read and no write: their recorded variant
+    wins over the hash (sticky, whatever weights or traffic say now).
+    """
+    if experiment_key is None:
+        if force is not None:
+            raise AbconvError("bad_request", "force needs experiment: force=VARIANT&experiment=KEY")
+        experiments = services.experiments.running()
+    else:
+        experiments = [services.experiment(experiment_key)]
+    if force is not None and experiments[0].variant(require_variant_key(force, "force")) is None:
+        raise AbconvError(
+            "unknown_variant", f"experiment {experiments[0].key!r} has no variant {force!r}"
+        )
+    decisions = {
+        e.key: assign(e, visitor, force=force, bot=is_bot(user_agent)) for e in experiments
+    }
+    enrolled = _enrol(services.store, visitor, experiments, decisions)
+    return {
+        "visitor": visitor,
+        "assignments": [
+            _assignment_json(e, enrolled.get(e.key) or decisions[e.key].variant, e.key in enrolled)
+            for e in experiments
+        ],
+    }
+
+
+def _enrol(
+    store: Store,
+    visitor: str,
+    experiments: Sequence[Experiment],
+    decisions: dict[str, Assignment],
+) -> dict[str, Variant]:
+    """Stored or newly recorded variants of the experiments the visitor is in."""
+    candidates = [
+        e.key for e in experiments if decisions[e.key].reason in (Reason.ASSIGNED, Reason.EXCLUDED)
+    ]
+    if not candidates:
+        return {}
+    stored = store.exposures_of(visitor, candidates)
+    to_record = {
+        key: decisions[key].variant.key
+        for key in candidates
+        if key not in stored and decisions[key].record
+    }
+    variant_keys = {key: exposure.variant for key, exposure in stored.items()}
+    variant_keys.update(store.record_exposures(visitor, to_record))
+    by_key = {e.key: e for e in experiments}
+    enrolled = {}
+    for key, variant_key in variant_keys.items():
+        variant = by_key[key].variant(variant_key)
+        if variant is not None:  # a variant removed from the file: serve the hash's choice
+            enrolled[key] = variant
+    return enrolled
+
+
+def _assignment_json(experiment: Experiment, variant: Variant, enrolled: bool) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "experiment": experiment.key,
+        "variant": variant.key,
+        "kind": str(experiment.kind),
+        "enrolled": enrolled,
+    }
+    for field in ("content", "url", "template"):
+        if getattr(variant, field) is not None:
+            reply[field] = getattr(variant, field)
+    return reply
+
+
+def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
+    """Record a conversion for every running experiment the visitor was exposed to
+    before it and that counts this goal. A repeated ``event_id`` changes nothing."""
+    candidates = _experiments_counting(services, event)
+    if event.event_id is not None:
+        earlier = services.store.conversions_with_event(event.event_id)
+        if earlier:
+            return _conversion_reply(event, earlier, duplicate=True)
+    exposures = services.store.exposures_of(event.visitor, [e.key for e in candidates])
+    rows = _credited(event, candidates, lambda key: exposures.get(key), utcnow())
+    inserted = services.store.record_conversions(rows)
+    recorded = [row for row, new in zip(rows, inserted, strict=True) if new]
+    return _conversion_reply(event, recorded, duplicate=bool(rows) and not recorded)
+
+
+def _experiments_counting(services: Services, event: EventInput) -> list[Experiment]:
+    """Running experiments that count ``event.goal``; the goal must exist somewhere."""
+    if event.experiment is not None:
+        pool = [services.experiment(event.experiment)]
+    else:
+        pool = list(services.experiments.all().values())
+    if not any(e.goal(event.goal) for e in pool):
+        where = f"experiment {event.experiment!r}" if event.experiment else "any experiment"
+        raise AbconvError("unknown_goal", f"goal {event.goal!r} is not defined in {where}")
+    return [e for e in pool if e.status is Status.RUNNING and e.goal(event.goal)]
+
+
+def _credited(
+    event: EventInput,
+    candidates: Sequence[Experiment],
+    exposure_of: Callable[[str], StoredExposure | None],
+    now: datetime,
+) -> list[NewConversion]:
+    """Conversion rows for the candidates the visitor was exposed to before the event."""
+    at = event.time or now
+    rows = []
+    for experiment in candidates:
+        exposure = exposure_of(experiment.key)
+        goal = experiment.goal(event.goal)
+        if exposure is None or exposure.created_at > at or goal is None:
+            continue
+        rows.append(
+            NewConversion(
+                experiment=experiment.key,
+                variant=exposure.variant,
+                visitor=event.visitor,
+                goal=goal.key,
+                kind=str(goal.kind),
+                value=event.value,
+                event_id=event.event_id,
+                created_at=at,
+            )
+        )
+    return rows
+
+
+def _conversion_reply(
+    event: EventInput, rows: Sequence[NewConversion], *, duplicate: bool
+) -> dict[str, Any]:
+    return {
+        "visitor": event.visitor,
+        "goal": event.goal,
+        "event_id": event.event_id,
+        "duplicate": duplicate,
+        "recorded": [
+            {"experiment": row.experiment, "variant": row.variant, "kind": row.kind,
+             "value": row.value}
+            for row in rows
+        ],
+    }
+
+
+MAX_BATCH = 1000
+
+
+def ingest_events(services: Services, body: Any) -> dict[str, Any]:
+    """Record a batch of exposures and conversions, all or nothing.
+
+    Every event is checked first; one bad event rejects the batch with a
+    line per problem, and nothing is stored. Exposures are stored before
+    conversions, so a batch may carry a visitor's exposure and their later
+    conversion together.
+    """
+    events = require_object(body).get("events")
+    if not isinstance(events, list) or not events:
+        raise AbconvError("bad_request", "events must be a non-empty list")
+    if len(events) > MAX_BATCH:
+        raise AbconvError("too_many_events", f"at most {MAX_BATCH} events a batch, got {len(events)}")
+    exposures: list[dict[str, Any]] = []
+    conversions: list[EventInput] = []
+    problems: list[str] = []
+    for index, event in enumerate(events):
+        try:
+            _parse_event(services, event, f"events[{index}].", exposures, conversions)
+        except AbconvError as error:
+            problems.append(error.message)
+    if problems:
+        raise AbconvError(
+            "invalid_events",
+            f"{len(problems)} of {len(events)} events are invalid; nothing was recorded: "
+            + problems[0],
+            details=problems,
+        )
+    with services.store.writing() as conn:
+        new_exposures = services.store.insert_exposures(conn, exposures)
+        stored = services.store.exposures_for(conn, {c.visitor for c in conversions})
+        now = utcnow()
+        rows = [
+            row
+            for c in conversions
+            for row in _credited(
+                c, _experiments_counting(services, c), lambda key: stored.get((c.visitor, key)), now
+            )
+        ]
+        new_conversions = sum(services.store.insert_conversions(conn, rows))
+    return {
+        "exposures": {"received": len(exposures), "recorded": new_exposures},
+        "conversions": {
+            "received": len(conversions),
+            "recorded": new_conversions,
+            "duplicates": len(rows) - new_conversions,
+        },
+    }
+
+
+def _parse_event(
+    services: Services,
+    event: Any,
+    prefix: str,
+    exposures: list[dict[str, Any]],
+    conversions: list[EventInput],
+) -> None:
+    require_object(event, prefix.rstrip("."))
+    kind = event.get("type")
+    if kind == "conversion":
+        conversion = conversion_input(event, prefix)
+        _experiments_counting(services, conversion)  # the goal must exist
+        conversions.append(conversion)
+    elif kind == "exposure":
+        exposures.extend(_exposure_row(services, event, prefix))
+    else:
+        raise AbconvError("bad_request", f'{prefix}type must be "exposure" or "conversion"')
+
+
+def _exposure_row(services: Services, event: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """The exposure row of a batch event; none for a visitor outside ``traffic``."""
+    visitor = require_visitor(event.get("visitor"), prefix + "visitor")
+    experiment = services.experiment(require_experiment_key(event.get("experiment"), prefix + "experiment"))
+    if experiment.status is not Status.RUNNING:
+        raise AbconvError(
+            "not_running",
+            f"{prefix}experiment {experiment.key!r} is {experiment.status}; "
+            "exposures are recorded only while it runs",
+        )
+    at = optional_time(event.get("time"), prefix + "time") or utcnow()
+    if event.get("variant") is None:
+        decision = assign(experiment, visitor)
+        if not decision.record:
+            return []
+        variant = decision.variant.key
+    else:
+        variant = require_variant_key(event.get("variant"), prefix + "variant")
+        if experiment.variant(variant) is None:
+            raise AbconvError(
+                "unknown_variant", f"{prefix}variant: experiment {experiment.key!r} has no {variant!r}"
+            )
+    return [{"experiment": experiment.key, "visitor": visitor, "variant": variant, "created_at": at}]

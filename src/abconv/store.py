@@ -1,0 +1,326 @@
+"""Storage: the SQLModel tables and every query. Nothing else touches SQL.
+
+SQLite (WAL) by default, PostgreSQL when the URL says so; the same
+statements serve both. A write returns only after its transaction commits,
+so a 2xx reply means the event is stored. Duplicates (a repeated exposure,
+a repeated ``event_id``) are absorbed by unique constraints with
+``ON CONFLICT DO NOTHING``, which stays correct when several workers or
+hosts receive the same event at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Field, SQLModel
+
+
+class Exposure(SQLModel, table=True):
+    """A visitor's first exposure to an experiment, with the variant they saw."""
+
+    __table_args__ = (sa.UniqueConstraint("visitor", "experiment", name="uq_exposure"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment: str = Field(max_length=64)
+    visitor: str = Field(max_length=128)
+    variant: str = Field(max_length=64)
+    created_at: datetime
+
+
+class Conversion(SQLModel, table=True):
+    """A goal reached by an exposed visitor, credited to their variant."""
+
+    __table_args__ = (sa.UniqueConstraint("event_id", "experiment", name="uq_conversion_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment: str = Field(max_length=64, index=True)
+    variant: str = Field(max_length=64)
+    visitor: str = Field(max_length=128)
+    goal: str = Field(max_length=64)
+    kind: str = Field(max_length=8)
+    value: float | None = None
+    event_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime
+
+
+EXPOSURE = Exposure.__table__  # type: ignore[attr-defined]
+CONVERSION = Conversion.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class StoredExposure:
+    experiment: str
+    variant: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewConversion:
+    experiment: str
+    variant: str
+    visitor: str
+    goal: str
+    kind: str
+    value: float | None
+    event_id: str | None
+    created_at: datetime
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp is stored in."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Store:
+    """One database: its engine, its schema and its queries."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.engine = _create_engine(self.url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        self._writer_lock = _SqliteWriterLock(self.url) if self.is_sqlite else None
+
+    def create_schema(self) -> None:
+        """Create missing tables; safe when several workers start at once."""
+        with self.writing() as conn:
+            if not self.is_sqlite:
+                # Serialise concurrent CREATE TABLEs of workers or hosts.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7411)"))
+            SQLModel.metadata.create_all(conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise ``sqlalchemy.exc.SQLAlchemyError`` when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction, committed on leaving the block.
+
+        On SQLite the writers of all processes queue on a file lock first:
+        a waiter wakes the moment the holder is done, instead of sleeping
+        in SQLite's busy handler, and lock contention never fails a request.
+        """
+        if self._writer_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._writer_lock, self.engine.begin() as conn:
+            yield conn
+
+    # -- exposures ---------------------------------------------------------
+
+    def exposures_of(
+        self, visitor: str, experiments: Sequence[str] | None = None
+    ) -> dict[str, StoredExposure]:
+        """The recorded exposures of a visitor, by experiment key (a read, no lock)."""
+        query = sa.select(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at).where(
+            EXPOSURE.c.visitor == visitor
+        )
+        if experiments is not None:
+            if not experiments:
+                return {}
+            query = query.where(EXPOSURE.c.experiment.in_(list(experiments)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {row.experiment: StoredExposure(*row) for row in rows}
+
+    def exposures_for(
+        self, conn: Connection, visitors: Iterable[str]
+    ) -> dict[tuple[str, str], StoredExposure]:
+        """Exposures of many visitors, by (visitor, experiment), inside ``conn``."""
+        query = sa.select(
+            EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+        ).where(EXPOSURE.c.visitor.in_(sorted(set(visitors))))
+        return {
+            (row.visitor, row.experiment): StoredExposure(row.experiment, row.variant, row.created_at)
+            for row in conn.execute(query).all()
+        }
+
+    def record_exposures(
+        self, visitor: str, variants: dict[str, str], at: datetime | None = None
+    ) -> dict[str, str]:
+        """Record first exposures (experiment → variant); return what is stored.
+
+        An exposure recorded earlier, by this or another worker, wins: the
+        returned mapping holds the stored variant for every experiment asked.
+        """
+        if not variants:
+            return {}
+        rows = [
+            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at or utcnow()}
+            for key, variant in variants.items()
+        ]
+        with self.writing() as conn:
+            inserted = self.insert_exposures(conn, rows)
+        if inserted == len(rows):
+            return dict(variants)
+        stored = self.exposures_of(visitor, list(variants))
+        return {key: stored[key].variant for key in variants if key in stored}
+
+    def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert exposure rows inside a write transaction; return how many were new."""
+        if not rows:
+            return 0
+        statement = (
+            self._insert(EXPOSURE)
+            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
+            .returning(EXPOSURE.c.id)
+        )
+        return len(conn.execute(statement, rows).all())
+
+    # -- conversions -------------------------------------------------------
+
+    def conversions_with_event(self, event_id: str) -> list[NewConversion]:
+        query = sa.select(*_conversion_columns()).where(CONVERSION.c.event_id == event_id)
+        with self.engine.connect() as conn:
+            return [NewConversion(*row) for row in conn.execute(query).all()]
+
+    def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
+        """Insert conversions inside a write transaction; True where a row was new.
+
+        A conversion whose (event_id, experiment) is stored already changes nothing.
+        """
+        statement = (
+            self._insert(CONVERSION)
+            .on_conflict_do_nothing(index_elements=["event_id", "experiment"])
+            .returning(CONVERSION.c.id)
+        )
+        return [_count(conn.execute(statement, row.__dict__)) == 1 for row in rows]
+
+    def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
+        if not rows:
+            return []
+        with self.writing() as conn:
+            return self.insert_conversions(conn, rows)
+
+    # -- reading for reports -----------------------------------------------
+
+    def count_rows(self, table: str, experiment: str | None = None) -> int:
+        """Rows in ``exposure`` or ``conversion``, optionally of one experiment."""
+        target = {"exposure": EXPOSURE, "conversion": CONVERSION}[table]
+        query = sa.select(sa.func.count()).select_from(target)
+        if experiment is not None:
+            query = query.where(target.c.experiment == experiment)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def visitors_by_variant(self, experiment: str) -> dict[str, int]:
+        query = (
+            sa.select(EXPOSURE.c.variant, sa.func.count())
+            .where(EXPOSURE.c.experiment == experiment)
+            .group_by(EXPOSURE.c.variant)
+        )
+        with self.engine.connect() as conn:
+            return {variant: int(n) for variant, n in conn.execute(query).all()}
+
+    def conversions_by_variant(self, experiment: str) -> list[dict[str, Any]]:
+        """Per (goal, variant): converting visitors, value sum and sum of squared
+        per-visitor values, the sufficient statistics of the analysis."""
+        per_visitor = (
+            sa.select(
+                CONVERSION.c.goal,
+                CONVERSION.c.variant,
+                CONVERSION.c.visitor,
+                sa.func.coalesce(sa.func.sum(CONVERSION.c.value), 0.0).label("total"),
+            )
+            .where(CONVERSION.c.experiment == experiment)
+            .group_by(CONVERSION.c.goal, CONVERSION.c.variant, CONVERSION.c.visitor)
+            .subquery()
+        )
+        query = sa.select(
+            per_visitor.c.goal,
+            per_visitor.c.variant,
+            sa.func.count().label("conversions"),
+            sa.func.sum(per_visitor.c.total).label("value_sum"),
+            sa.func.sum(per_visitor.c.total * per_visitor.c.total).label("value_sum_squares"),
+        ).group_by(per_visitor.c.goal, per_visitor.c.variant)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query).all()]
+
+
+def _conversion_columns() -> list[sa.Column[Any]]:
+    names = ("experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at")
+    return [CONVERSION.c[name] for name in names]
+
+
+def _count(result: sa.CursorResult[Any]) -> int:
+    return len(result.all())
+
+
+def normalise_url(url: str) -> str:
+    """Send ``postgresql://`` and ``postgres://`` URLs to the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _create_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives a killed process; only an OS crash
+        # or power loss can drop the last transactions.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+class _SqliteWriterLock:
+    """An exclusive ``flock`` on ``<database>.lock``, shared by all processes,
+    plus a thread lock because ``flock`` does not exclude threads of one process."""
+
+    def __init__(self, url: str) -> None:
+        database = sa.engine.make_url(url).database or ""
+        self.path = Path(f"{database}.lock") if database not in ("", ":memory:") else None
+        self._threads = threading.Lock()
+        self._file: Any = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self.path is None:
+            return
+        try:
+            if self._pid != os.getpid():
+                # A forked child must not share its parent's open file: flock
+                # locks belong to the open file, so both would hold the lock.
+                self._file = open(self.path, "a+b")  # noqa: SIM115 - held for the process's life
+                self._pid = os.getpid()
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._file is not None:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._threads.release()

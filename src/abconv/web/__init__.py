@@ -1,0 +1,13 @@
+"""HTTP: blueprints, error rendering, CORS and the admin check."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from abconv.web import api, errors, pages
+
+
+def init_app(app: Flask) -> None:
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)

@@ -1,0 +1,88 @@
+"""The JSON API. Each route: parse, call the service, reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from abconv import service
+from abconv.inputs import conversion_input, require_object, require_visitor
+from abconv.web.auth import admin_required
+from abconv.web.cors import allow_cross_origin
+
+bp = Blueprint("api", __name__)
+bp.after_request(allow_cross_origin(public={"api.assign", "api.convert"}))
+
+
+def services() -> service.Services:
+    return current_app.extensions["abconv"]  # type: ignore[no-any-return]
+
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object, whatever its Content-Type: browsers'
+    ``sendBeacon`` sends JSON as text/plain."""
+    raw = request.get_data(cache=True)
+    if not raw and not required:
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    return require_object(body)
+
+
+@bp.route("/api/assign", methods=["GET", "POST"])
+def assign() -> Response:
+    params: dict[str, Any] = dict(request.args)
+    if request.method == "POST":
+        params.update(json_body(required=False))
+    reply = service.assign_visitor(
+        services(),
+        require_visitor(params.get("visitor")),
+        experiment_key=params.get("experiment") or None,
+        force=params.get("force") or None,
+        user_agent=_user_agent(params),
+    )
+    return jsonify(reply)
+
+
+def _user_agent(params: dict[str, Any]) -> str | None:
+    """The visitor's browser: a server-side caller may pass it as ``user_agent``."""
+    given = params.get("user_agent")
+    return given if isinstance(given, str) and given else request.headers.get("User-Agent")
+
+
+@bp.post("/api/convert")
+def convert() -> Response:
+    return jsonify(service.convert_visitor(services(), conversion_input(json_body())))
+
+
+@bp.post("/api/events")
+@admin_required
+def events() -> Response:
+    return jsonify(service.ingest_events(services(), json_body()))
+
+
+@bp.get("/api/experiments")
+@admin_required
+def experiments() -> Response:
+    registry = services().experiments
+    return jsonify(experiments=[e.to_dict() for e in registry.all().values()])
+
+
+@bp.get("/api/experiments/<key>")
+@admin_required
+def experiment(key: str) -> Response:
+    return jsonify(services().experiment(key).to_dict())
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    try:
+        services().store.ping()
+    except Exception as error:  # any failure to answer is "unreachable"
+        current_app.logger.warning("health check: database unreachable: %s", error)
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok", experiments=len(services().experiments.all())), 200
