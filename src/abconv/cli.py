@@ -15,6 +15,42 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+    help="gunicorn worker processes (about one per core).",
+)
+@click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
+def serve(host: str, port: int, workers: int, dev: bool) -> None:
+    """Run the server: gunicorn, or Flask's reloader with --dev."""
+    from abconv.config import load_config
+    from abconv.errors import AbconvError
+
+    try:
+        settings = load_config()
+    except AbconvError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"abconv: experiments from {settings.experiments_dir.resolve()}", err=True)
+    click.echo(f"abconv: database {_safe_url(settings.database_url)}", err=True)
+    if dev:
+        from abconv import create_app
+
+        create_app().run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    from abconv.server import run_gunicorn
+
+    run_gunicorn(bind=f"{host}:{port}", workers=workers)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.command()
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 def check(directory: Path | None) -> None:
     """Validate experiment files in DIRECTORY (default: ABCONV_EXPERIMENTS_DIR or ./experiments)."""
@@ -48,6 +84,32 @@ def analyze(counts_file: click.utils.LazyFile) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps(document, indent=2, allow_nan=False))
+
+
+@cli.command()
+@click.argument("experiment")
+@click.option("--visitors", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same traffic.")
+@click.option(
+    "--base-rate", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+    help="True rate of each hard goal in the control.",
+)
+@click.option(
+    "--lift", default=0.2, show_default=True, type=float,
+    help="Relative lift of each further variant over the one before, on hard goals.",
+)
+def simulate(experiment: str, visitors: int, seed: int, base_rate: float, lift: float) -> None:
+    """Send synthetic visitors of EXPERIMENT through the API, to see data at once."""
+    from abconv.errors import AbconvError
+    from abconv.simulation import TrafficModel, simulate_traffic
+
+    try:
+        summary = simulate_traffic(
+            experiment, visitors, TrafficModel(seed=seed, base_rate=base_rate, lift=lift)
+        )
+    except AbconvError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(summary)
 
 
 def main() -> None:
