@@ -1,0 +1,176 @@
+"""What an experiment file describes, as frozen values (no Flask, no database).
+
+:mod:`abconv.experiment_files` builds these from TOML and
+:mod:`abconv.experiments` keeps the current ones of a folder; everything else
+reads them. Values are validated once, when the file is loaded, so code that
+holds an :class:`Experiment` may rely on the rules documented in
+``docs/experiment-files.md`` (at least two variants, exactly one primary goal,
+``control`` and ``winner`` naming variants, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status
+
+# Defaults of the ``[analysis]`` table; the docs and the tests read them from here.
+ANALYSIS_DEFAULTS: dict[str, Any] = {
+    "method": Method.BAYESIAN,
+    "alpha": 0.05,
+    "chance_to_win": 0.95,
+    "max_expected_loss": 0.001,
+    "min_visitors": 100,
+    "mde": 0.10,
+    "power": 0.8,
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment.
+
+    Exactly the field of the experiment's kind is set: ``content`` for
+    ``cta`` (a JSON-serialisable table; ``page`` variants may carry one too,
+    for their template), ``template`` for ``page`` (relative to
+    ``templates/``, e.g. ``"landing/pricing-a.html"``; its existence is
+    checked when rendering), ``url`` for ``redirect``. ``content`` is shared
+    by every request: read it, never mutate it.
+    """
+
+    key: str
+    weight: float  # relative, > 0; weights need not sum to 1
+    content: dict[str, Any] | None
+    template: str | None
+    url: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "weight": self.weight,
+            "content": copy.deepcopy(self.content),
+            "template": self.template,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A conversion the experiment counts; ``value``: its events carry money."""
+
+    key: str
+    kind: GoalKind
+    value: bool
+    primary: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": str(self.kind),
+            "value": self.value,
+            "primary": self.primary,
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The ``[analysis]`` table. ``max_expected_loss`` is in conversion-rate
+    units (absolute), ``mde`` is relative, ``min_visitors`` is per variant."""
+
+    method: Method
+    alpha: float
+    chance_to_win: float
+    max_expected_loss: float
+    min_visitors: int
+    mde: float
+    power: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": str(self.method),
+            "alpha": self.alpha,
+            "chance_to_win": self.chance_to_win,
+            "max_expected_loss": self.max_expected_loss,
+            "min_visitors": self.min_visitors,
+            "mde": self.mde,
+            "power": self.power,
+        }
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment file, validated. ``path`` is the file it came from."""
+
+    key: str
+    name: str
+    hypothesis: str
+    status: Status
+    kind: ExperimentKind
+    traffic: float
+    control: str
+    winner: str | None
+    variants: tuple[Variant, ...]
+    goals: tuple[Goal, ...]
+    analysis: AnalysisSettings
+    path: str
+
+    def variant(self, key: str) -> Variant | None:
+        """The variant called ``key``, or ``None`` when there is none."""
+        return next((variant for variant in self.variants if variant.key == key), None)
+
+    def goal(self, key: str) -> Goal | None:
+        """The goal called ``key``, or ``None`` when the experiment does not count it."""
+        return next((goal for goal in self.goals if goal.key == key), None)
+
+    @property
+    def primary_goal(self) -> Goal:
+        """The one goal marked primary (validation guarantees exactly one)."""
+        return next(goal for goal in self.goals if goal.primary)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as JSON-able data, for ``GET /api/experiments/KEY``.
+
+        ``file`` is the file's name only: the server's folders are nobody's
+        business.
+        """
+        return {
+            "key": self.key,
+            "name": self.name,
+            "hypothesis": self.hypothesis,
+            "status": str(self.status),
+            "kind": str(self.kind),
+            "traffic": self.traffic,
+            "control": self.control,
+            "winner": self.winner,
+            "variants": [variant.to_dict() for variant in self.variants],
+            "goals": [goal.to_dict() for goal in self.goals],
+            "analysis": self.analysis.to_dict(),
+            "file": Path(self.path).name,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an experiment file (or folder).
+
+    ``line`` is 1-based, or ``None`` when the parser cannot tell.
+    """
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class ExperimentFileError(Exception):
+    """An experiment file breaks the rules; ``problems`` lists every one."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems

@@ -1,0 +1,440 @@
+"""The rules of experiment files, checked on parsed TOML (no Flask, no database).
+
+:class:`Checker` turns the data of one file into an :class:`Experiment` or
+collects every problem it has, each placed on a line by
+:mod:`abconv.toml_lines`. ``docs/experiment-files.md`` states the rules for
+people; keep the two together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Any, TypeVar
+
+from abconv.experiment_model import (
+    ANALYSIS_DEFAULTS,
+    AnalysisSettings,
+    Experiment,
+    Goal,
+    Problem,
+    Variant,
+)
+from abconv.toml_lines import KeyLines, Location
+from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status, allowed
+
+MAX_KEY_LENGTH = 64
+EXPERIMENT_KEY = re.compile(r"[a-z0-9-]+")
+ITEM_KEY = re.compile(r"[a-z0-9_-]+")  # variant and goal keys
+TOP_LEVEL_FIELDS = (
+    "key", "name", "hypothesis", "status", "kind", "traffic",
+    "control", "winner", "variants", "goals", "analysis",
+)  # fmt: skip
+VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
+GOAL_FIELDS = ("key", "kind", "value", "primary")
+# The variant field each kind needs, and the fields it may have at all.
+KIND_FIELD = {
+    ExperimentKind.CTA: "content",
+    ExperimentKind.PAGE: "template",
+    ExperimentKind.REDIRECT: "url",
+}
+KIND_ALLOWS = {
+    ExperimentKind.CTA: {"content"},
+    ExperimentKind.PAGE: {"template", "content"},
+    ExperimentKind.REDIRECT: {"url"},
+}
+KIND_EXAMPLE = {
+    ExperimentKind.CTA: '{ text = "Start free trial", href = "/signup" }',
+    ExperimentKind.PAGE: '"landing/pricing-a.html"',
+    ExperimentKind.REDIRECT: '"https://example.com/a"',
+}
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _typed(value: Any) -> str:
+    """A value and its TOML type, for "must be ..., got ..." messages."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f'"{shown}" (a string)'
+    if isinstance(value, int | float):
+        return f"{value} (a number)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, datetime | date | time):
+        return f"{value.isoformat()} (a date/time)"
+    return type(value).__name__
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table being checked: its data, where it is, and how messages name it."""
+
+    data: dict[str, Any]
+    where: Location
+    label: str  # prefix of field names in messages: "", "analysis.", 'variant "a": '
+
+    def at(self, field: str) -> Location:
+        return (*self.where, field)
+
+
+class Checker:
+    """Reads one parsed file into an :class:`Experiment`, collecting problems."""
+
+    def __init__(self, path: str, lines: KeyLines) -> None:
+        self.path = path
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def problem(self, where: Location, message: str) -> None:
+        self.problems.append(Problem(self.path, self.lines.line_of(where), message))
+
+    # -- the experiment -------------------------------------------------
+
+    def experiment(self, data: dict[str, Any], file_stem: str) -> Experiment | None:
+        top = _Table(data, (), "")
+        self.unknown_fields(top, TOP_LEVEL_FIELDS)
+        key = self.key(top, EXPERIMENT_KEY, "lowercase letters, digits and -")
+        if key is not None and key != file_stem:
+            self.problem(("key",), f'key "{key}" must equal the file name "{file_stem}.toml"')
+        name = self.text(top, "name", required=True, blank=False)
+        hypothesis = self.text(top, "hypothesis", default="")
+        status = self.choice(top, "status", Status, Status.DRAFT)
+        kind = self.choice(top, "kind", ExperimentKind, ExperimentKind.CTA)
+        traffic = self.ranged(top, "traffic", 1.0, lambda x: 0 < x <= 1, "> 0 and <= 1")
+        variants = self.variants(data, kind)
+        goals = self.goals(data)
+        analysis = self.analysis(data)
+        control, winner = self.control_and_winner(top, variants, status)
+        if (
+            self.problems or key is None or name is None or hypothesis is None
+            or status is None or kind is None or traffic is None or control is None
+            or analysis is None
+        ):  # fmt: skip
+            return None
+        return Experiment(
+            key=key, name=name, hypothesis=hypothesis, status=status, kind=kind,
+            traffic=traffic, control=control, winner=winner, variants=tuple(variants),
+            goals=tuple(goals), analysis=analysis, path=self.path,
+        )  # fmt: skip
+
+    def control_and_winner(
+        self, top: _Table, variants: list[Variant], status: Status | None
+    ) -> tuple[str | None, str | None]:
+        keys = [variant.key for variant in variants]
+        control = self.text(top, "control")
+        winner = self.text(top, "winner")
+        for field, named in (("control", control), ("winner", winner)):
+            if named is not None and keys and named not in keys:
+                self.problem((field,), f'{field} "{named}" names no variant ({_quoted(keys)})')
+        if status is Status.CONCLUDED and winner is None and "winner" not in top.data:
+            self.problem(("status",), 'status = "concluded" needs winner = "VARIANT"')
+        if status not in (None, Status.CONCLUDED) and "winner" in top.data:
+            self.problem(
+                ("winner",), f'winner is only allowed with status = "concluded", not "{status}"'
+            )
+        return (control if control is not None else keys[0] if keys else None), winner
+
+    # -- variants and goals ---------------------------------------------
+
+    def items(self, data: dict[str, Any], field: str, least: int) -> list[_Table]:
+        """The tables of the array ``field`` (``[[variants]]``, ``[[goals]]``)."""
+        if field not in data:
+            self.problem((), f"missing required field '{field}' (add [[{field}]] tables)")
+            return []
+        items = data[field]
+        if not isinstance(items, list):
+            self.problem((field,), f"{field} must be an array of tables, got {_typed(items)}")
+            return []
+        if len(items) < least:
+            what = "at least two variants (the control and a challenger)" if least > 1 else "a goal"
+            self.problem((field,), f"an experiment needs {what}, got {len(items)}")
+        tables = []
+        singular = field.removesuffix("s")
+        for index, item in enumerate(items):
+            label = f"{singular} #{index + 1}: "
+            if not isinstance(item, dict):
+                self.problem((field, index), f"{label}must be a table, got {_typed(item)}")
+                continue
+            key = item.get("key")
+            if isinstance(key, str):
+                label = f'{singular} "{key}": '
+            tables.append(_Table(item, (field, index), label))
+        return tables
+
+    def variants(self, data: dict[str, Any], kind: ExperimentKind | None) -> list[Variant]:
+        variants = []
+        seen: dict[str, str] = {}
+        for table in self.items(data, "variants", least=2):
+            self.unknown_fields(table, VARIANT_FIELDS)
+            key = self.key(table, ITEM_KEY, "lowercase letters, digits, _ and -")
+            self.unique(table, key, seen, "variant")
+            weight = self.ranged(table, "weight", 1, lambda x: x > 0, "> 0")
+            content = self.content(table)
+            template = self.template(table)
+            url = self.url(table)
+            if kind is not None:
+                self.kind_fields(table, kind)
+            if key is not None and weight is not None:
+                variants.append(Variant(key, weight, content, template, url))
+        return variants
+
+    def kind_fields(self, table: _Table, kind: ExperimentKind) -> None:
+        needed = KIND_FIELD[kind]
+        if needed not in table.data:
+            example = KIND_EXAMPLE[kind]
+            self.problem(table.where, f'{table.label}kind = "{kind}" needs {needed} = {example}')
+        for field in ("content", "template", "url"):
+            if field in table.data and field not in KIND_ALLOWS[kind]:
+                self.problem(
+                    table.at(field), f'{table.label}{field} is not used by kind = "{kind}"'
+                )
+
+    def goals(self, data: dict[str, Any]) -> list[Goal]:
+        tables = self.items(data, "goals", least=1)
+        primaries = [
+            index for index, table in enumerate(tables) if self.flag(table, "primary", False)
+        ]
+        if len(tables) == 1 and "primary" not in tables[0].data:
+            primaries = [0]  # a single goal is the primary one
+        if tables and not primaries:
+            self.problem(("goals",), "no primary goal: mark exactly one goal with primary = true")
+        if len(primaries) > 1:
+            keys = [str(tables[index].data.get("key")) for index in primaries]
+            self.problem(
+                tables[primaries[1]].at("primary"),
+                f"only one goal may be primary, got {_quoted(keys)}",
+            )
+        goals = []
+        seen: dict[str, str] = {}
+        for index, table in enumerate(tables):
+            self.unknown_fields(table, GOAL_FIELDS)
+            key = self.key(table, ITEM_KEY, "lowercase letters, digits, _ and -")
+            self.unique(table, key, seen, "goal")
+            kind = self.choice(table, "kind", GoalKind, None)
+            value = self.flag(table, "value", False)
+            if key is not None and kind is not None and value is not None:
+                goals.append(Goal(key, kind, value, index in primaries))
+        return goals
+
+    def unique(self, table: _Table, key: str | None, seen: dict[str, str], what: str) -> None:
+        if key is None:
+            return
+        if key in seen:
+            self.problem(table.at("key"), f'duplicate {what} key "{key}" (also {seen[key]})')
+        else:
+            seen[key] = f"{what} #{int(table.where[-1]) + 1}"
+
+    # -- fields of variants ---------------------------------------------
+
+    def content(self, table: _Table) -> dict[str, Any] | None:
+        if "content" not in table.data:
+            return None
+        content = table.data["content"]
+        if not isinstance(content, dict):
+            self.problem(
+                table.at("content"), f"{table.label}content must be a table, got {_typed(content)}"
+            )
+            return None
+        self.json_data(table, content, ("content",))
+        return content
+
+    def json_data(self, table: _Table, value: Any, path: tuple[str | int, ...]) -> None:
+        """Content is served as JSON: no dates, no inf or nan."""
+        if isinstance(value, dict):
+            for name, item in value.items():
+                self.json_data(table, item, (*path, name))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.json_data(table, item, (*path, index))
+        elif isinstance(value, datetime | date | time) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+            self.problem(
+                (*table.where, *path),
+                f"{table.label}{name[1:]} must be text, a finite number, a boolean, "
+                f"an array or a table (content is sent as JSON), got {_typed(value)}",
+            )
+
+    def template(self, table: _Table) -> str | None:
+        template = self.text(table, "template")
+        if template is None:
+            return None
+        parts = PurePosixPath(template).parts
+        if (
+            template.startswith("/") or "\\" in template or ".." in parts
+            or not template.endswith(".html")
+        ):  # fmt: skip
+            self.problem(
+                table.at("template"),
+                f"{table.label}template must be a path under templates/ ending in .html, "
+                f'without ".." (e.g. "landing/pricing-a.html"), got "{template}"',
+            )
+            return None
+        return template
+
+    def url(self, table: _Table) -> str | None:
+        url = self.text(table, "url")
+        if url is None:
+            return None
+        absolute = url.startswith(("http://", "https://")) and len(url.split("//", 1)[1]) > 0
+        local = url.startswith("/") and not url.startswith("//")
+        if not (absolute or local) or any(char.isspace() for char in url):
+            self.problem(
+                table.at("url"),
+                f'{table.label}url must start with "http://", "https://" or a single "/" '
+                f'and contain no spaces, got "{url}"',
+            )
+            return None
+        return url
+
+    # -- the analysis table ---------------------------------------------
+
+    def analysis(self, data: dict[str, Any]) -> AnalysisSettings | None:
+        settings = data.get("analysis", {})
+        if not isinstance(settings, dict):
+            self.problem(("analysis",), f"analysis must be a table, got {_typed(settings)}")
+            return None
+        table = _Table(settings, ("analysis",), "analysis.")
+        self.unknown_fields(table, tuple(ANALYSIS_DEFAULTS))
+        method = self.choice(table, "method", Method, ANALYSIS_DEFAULTS["method"])
+        alpha = self.setting(table, "alpha", lambda x: 0 < x < 1, "> 0 and < 1")
+        chance_to_win = self.setting(
+            table, "chance_to_win", lambda x: 0.5 <= x < 1, ">= 0.5 and < 1"
+        )
+        max_expected_loss = self.setting(table, "max_expected_loss", lambda x: x >= 0, ">= 0")
+        mde = self.setting(table, "mde", lambda x: x > 0, "> 0")
+        power = self.setting(table, "power", lambda x: 0 < x < 1, "> 0 and < 1")
+        min_visitors = self.integer(table, "min_visitors", ANALYSIS_DEFAULTS["min_visitors"])
+        if min_visitors is not None and min_visitors < 0:
+            self.problem(
+                table.at("min_visitors"),
+                f"analysis.min_visitors must be >= 0, got {min_visitors}",
+            )
+            min_visitors = None
+        if (
+            method is None or alpha is None or chance_to_win is None or max_expected_loss is None
+            or mde is None or power is None or min_visitors is None
+        ):  # fmt: skip
+            return None
+        return AnalysisSettings(
+            method, alpha, chance_to_win, max_expected_loss, min_visitors, mde, power
+        )
+
+    def setting(
+        self, table: _Table, field: str, valid: Callable[[float], bool], rule: str
+    ) -> float | None:
+        return self.ranged(table, field, ANALYSIS_DEFAULTS[field], valid, rule)
+
+    # -- single fields --------------------------------------------------
+
+    def unknown_fields(self, table: _Table, known: tuple[str, ...]) -> None:
+        for field in table.data:
+            if field in known:
+                continue
+            close = difflib.get_close_matches(field, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
+            self.problem(table.at(field), f"{table.label}unknown field '{field}' ({hint})")
+
+    def missing(self, table: _Table, field: str) -> None:
+        self.problem(table.where, f"{table.label}missing required field '{field}'")
+
+    def wrong_type(self, table: _Table, field: str, expected: str) -> None:
+        got = _typed(table.data[field])
+        self.problem(table.at(field), f"{table.label}{field} must be {expected}, got {got}")
+
+    def key(self, table: _Table, pattern: re.Pattern[str], chars: str) -> str | None:
+        key = self.text(table, "key", required=True)
+        if key is None:
+            return None
+        if not pattern.fullmatch(key) or len(key) > MAX_KEY_LENGTH:
+            self.problem(
+                table.at("key"),
+                f'{table.label}key must be 1 to {MAX_KEY_LENGTH} {chars}, got "{key}"',
+            )
+            return None
+        return key
+
+    def text(
+        self, table: _Table, field: str, *, required: bool = False,
+        default: str | None = None, blank: bool = True,
+    ) -> str | None:  # fmt: skip
+        if field not in table.data:
+            if required:
+                self.missing(table, field)
+            return default
+        value = table.data[field]
+        if not isinstance(value, str):
+            self.wrong_type(table, field, "a string")
+            return None
+        if not blank and not value.strip():
+            self.problem(table.at(field), f"{table.label}{field} must not be empty")
+            return None
+        return value
+
+    def number(self, table: _Table, field: str, default: float) -> float | None:
+        value = table.data.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.wrong_type(table, field, "a number")
+            return None
+        if not math.isfinite(value):
+            self.wrong_type(table, field, "a finite number")
+            return None
+        return float(value)
+
+    def ranged(
+        self, table: _Table, field: str, default: float,
+        valid: Callable[[float], bool], rule: str,
+    ) -> float | None:  # fmt: skip
+        """A number that must satisfy ``valid``, described by ``rule`` ("> 0")."""
+        number = self.number(table, field, default)
+        if number is not None and not valid(number):
+            raw = table.data.get(field, default)
+            self.problem(table.at(field), f"{table.label}{field} must be {rule}, got {raw}")
+            return None
+        return number
+
+    def integer(self, table: _Table, field: str, default: int) -> int | None:
+        value = table.data.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.wrong_type(table, field, "a whole number")
+            return None
+        return value
+
+    def flag(self, table: _Table, field: str, default: bool | None) -> bool | None:
+        value = table.data.get(field, default)
+        if value is not None and not isinstance(value, bool):
+            self.wrong_type(table, field, "true or false")
+            return None
+        return value
+
+    def choice(
+        self, table: _Table, field: str, vocabulary: type[_Choice], default: _Choice | None
+    ) -> _Choice | None:
+        if field not in table.data:
+            if default is None:
+                self.missing(table, field)
+            return default
+        value = table.data[field]
+        if not isinstance(value, str):
+            self.wrong_type(table, field, allowed(vocabulary))
+            return None
+        try:
+            return vocabulary(value)
+        except ValueError:
+            self.wrong_type(table, field, allowed(vocabulary))
+            return None

@@ -1,0 +1,199 @@
+"""Experiment files: parse, validate, watch (no Flask, no database).
+
+The public face of experiment files: the values (:class:`Experiment`,
+:class:`Variant`, :class:`Goal`, :class:`AnalysisSettings`), the loaders
+(:func:`load_experiment_file`, :func:`check_directory`) and
+:class:`ExperimentRegistry`, which keeps the current experiments of a folder
+for a running server. The format is described in ``docs/experiment-files.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from abconv.experiment_files import (
+    check_directory,
+    experiment_file_signatures,
+    load_experiment_file,
+    parse_experiment,
+)
+from abconv.experiment_model import (
+    ANALYSIS_DEFAULTS,
+    AnalysisSettings,
+    Experiment,
+    ExperimentFileError,
+    Goal,
+    Problem,
+    Variant,
+)
+from abconv.vocabulary import Status
+
+__all__ = [
+    "ANALYSIS_DEFAULTS",
+    "AnalysisSettings",
+    "Experiment",
+    "ExperimentFileError",
+    "ExperimentRegistry",
+    "Goal",
+    "Problem",
+    "Variant",
+    "check_directory",
+    "load_experiment_file",
+    "parse_experiment",
+]
+
+Signature = tuple[int, int]  # (st_mtime_ns, st_size)
+
+# A file modified this recently may change again within the file system's
+# timestamp granularity without its signature changing (Linux stamps files
+# from a clock that ticks every few milliseconds; some file systems keep
+# whole seconds), so such a file is read again on the next scan.
+RACY_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class _FileState:
+    """What the registry knows of one file."""
+
+    signature: Signature | None  # None: read it again on the next scan
+    experiment: Experiment | None  # the last good version, if any
+    problems: tuple[Problem, ...]  # of the current content; () when it is good
+
+
+class ExperimentRegistry:
+    """Holds the current experiments of a folder and notices added, changed
+    and removed files.
+
+    Meant for the hot path of every request: :meth:`all`, :meth:`get` and
+    :meth:`running` look at the folder at most once per ``check_interval``
+    seconds (one ``os.scandir`` plus a ``stat`` per file) and read again only
+    files whose modification time or size changed. A file that becomes
+    invalid keeps its last good version in service; a file invalid from the
+    start is not served. Problems, added, changed and removed files are
+    logged once per change. ``clock`` (seconds, monotonic) is injectable for
+    tests; the file system's own clock decides :data:`RACY_SECONDS`.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        check_interval: float = 1.0,
+        logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = Path(directory)
+        self.check_interval = check_interval
+        self.logger = logger or logging.getLogger(__name__)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._files: dict[str, _FileState] = {}
+        self._folder_missing = False
+        # Replaced as a whole on each refresh, never changed in place, so
+        # readers need no lock.
+        self._experiments: dict[str, Experiment] = {}
+        self._running: tuple[Experiment, ...] = ()
+
+    def all(self) -> dict[str, Experiment]:
+        """Every valid experiment by key (a copy; refreshed when due)."""
+        return dict(self._current())
+
+    def get(self, key: str) -> Experiment | None:
+        """The experiment ``key``, or ``None`` when no valid file defines it."""
+        return self._current().get(key)
+
+    def running(self) -> list[Experiment]:
+        """The experiments with ``status = "running"``, sorted by key."""
+        self._current()
+        return list(self._running)
+
+    def refresh(self) -> None:
+        """Look at the folder now, whatever the check interval says."""
+        with self._lock:
+            self._scan()
+
+    def _current(self) -> dict[str, Experiment]:
+        checked_at = self._checked_at
+        if checked_at is None:
+            self.refresh()  # the first look waits for the folder to be read
+        elif self._clock() - checked_at >= self.check_interval:
+            # Another thread already scanning? Serve what we have meanwhile.
+            if self._lock.acquire(blocking=False):
+                try:
+                    if self._checked_at == checked_at:
+                        self._scan()
+                finally:
+                    self._lock.release()
+        return self._experiments
+
+    def _scan(self) -> None:
+        self._checked_at = self._clock()
+        try:
+            signatures = experiment_file_signatures(self.directory)
+        except OSError as error:
+            if not self._folder_missing:
+                self.logger.warning(
+                    "experiments folder %s cannot be read (%s): serving no experiments",
+                    self.directory,
+                    error.strerror,
+                )
+            self._folder_missing = True
+            self._files = {}
+            self._publish()
+            return
+        self._folder_missing = False
+        files = {}
+        racy_before = time.time_ns() - int(RACY_SECONDS * 1e9)
+        for name, signature in signatures.items():
+            state = self._files.get(name)
+            if state is None or state.signature != signature:
+                state = self._read(name, state)
+            if signature[0] >= racy_before:
+                state = _FileState(None, state.experiment, state.problems)
+            else:
+                state = _FileState(signature, state.experiment, state.problems)
+            files[name] = state
+        for name in self._files.keys() - files.keys():
+            self.logger.info("experiment file %s removed", self.directory / name)
+        self._files = files
+        self._publish()
+
+    def _read(self, name: str, old: _FileState | None) -> _FileState:
+        """Load ``name`` again and log what changed."""
+        path = self.directory / name
+        last_good = old.experiment if old is not None else None
+        try:
+            experiment = load_experiment_file(path)
+        except ExperimentFileError as error:
+            problems = tuple(error.problems)
+            if old is None or problems != old.problems:
+                fate = "keeping its last good version" if last_good else "not served"
+                listing = "\n".join(f"  {problem}" for problem in problems)
+                self.logger.warning("experiment file %s is invalid, %s:\n%s", path, fate, listing)
+            return _FileState(None, last_good, problems)
+        if experiment != last_good:
+            verb = "reloaded" if last_good else "loaded"
+            self.logger.info("experiment %s %s from %s", experiment.key, verb, path)
+        elif old is not None and old.problems:
+            self.logger.info("experiment file %s is valid again", path)
+        return _FileState(None, experiment, ())
+
+    def _publish(self) -> None:
+        experiments = {
+            state.experiment.key: state.experiment
+            for state in self._files.values()
+            if state.experiment is not None
+        }
+        self._experiments = experiments
+        self._running = tuple(
+            sorted(
+                (e for e in experiments.values() if e.status is Status.RUNNING),
+                key=lambda e: e.key,
+            )
+        )
