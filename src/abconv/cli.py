@@ -18,7 +18,10 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
-    "--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
     help="gunicorn worker processes (about one per core).",
 )
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
@@ -91,11 +94,17 @@ def analyze(counts_file: click.utils.LazyFile) -> None:
 @click.option("--visitors", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same traffic.")
 @click.option(
-    "--base-rate", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+    "--base-rate",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
     help="True rate of each hard goal in the control.",
 )
 @click.option(
-    "--lift", default=0.2, show_default=True, type=float,
+    "--lift",
+    default=0.2,
+    show_default=True,
+    type=float,
     help="Relative lift of each further variant over the one before, on hard goals.",
 )
 def simulate(experiment: str, visitors: int, seed: int, base_rate: float, lift: float) -> None:

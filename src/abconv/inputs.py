@@ -61,7 +61,7 @@ def _require_key(value: Any, field: str, code: str, status: int) -> str:
     if not isinstance(value, str):
         raise AbconvError("bad_request", f"{field} must be a string, got {value!r}")
     if not KEY.fullmatch(value):
-        raise AbconvError(code, f"no {field} {value[:70]!r}", status)
+        raise AbconvError(code, f"{field}: no such key {value[:70]!r}", status)
     return value
 
 
@@ -81,7 +81,8 @@ def optional_event_id(value: Any, field: str = "event_id") -> str | None:
         return None
     if not isinstance(value, str) or not EVENT_ID.fullmatch(value):
         raise AbconvError(
-            "bad_event_id", f"{field} must be 1-128 characters of A-Z a-z 0-9 _ . : -, got {value!r}"
+            "bad_event_id",
+            f"{field} must be 1-128 characters of A-Z a-z 0-9 _ . : -, got {value!r}",
         )
     return value
 

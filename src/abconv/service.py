@@ -6,7 +6,7 @@ Routes and the CLI call these; they take plain values, raise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,10 +34,11 @@ class Services:
     store: Store
     experiments: ExperimentRegistry
 
-    def experiment(self, key: str) -> Experiment:
-        experiment = self.experiments.get(require_experiment_key(key))
+    def experiment(self, key: Any, field: str = "experiment") -> Experiment:
+        """The experiment called ``key``; 404 naming ``field`` when there is none."""
+        experiment = self.experiments.get(require_experiment_key(key, field))
         if experiment is None:
-            raise AbconvError("unknown_experiment", f"no experiment {key!r}", 404)
+            raise AbconvError("unknown_experiment", f"{field}: no experiment {key!r}", 404)
         return experiment
 
 
@@ -127,7 +128,9 @@ def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
         if earlier:
             return _conversion_reply(event, earlier, duplicate=True)
     exposures = services.store.exposures_of(event.visitor, [e.key for e in candidates])
-    rows = _credited(event, candidates, lambda key: exposures.get(key), utcnow())
+    rows = _credited(
+        event, candidates, {(event.visitor, key): e for key, e in exposures.items()}, utcnow()
+    )
     inserted = services.store.record_conversions(rows)
     recorded = [row for row, new in zip(rows, inserted, strict=True) if new]
     return _conversion_reply(event, recorded, duplicate=bool(rows) and not recorded)
@@ -148,14 +151,16 @@ def _experiments_counting(services: Services, event: EventInput) -> list[Experim
 def _credited(
     event: EventInput,
     candidates: Sequence[Experiment],
-    exposure_of: Callable[[str], StoredExposure | None],
+    exposures: dict[tuple[str, str], StoredExposure],
     now: datetime,
 ) -> list[NewConversion]:
-    """Conversion rows for the candidates the visitor was exposed to before the event."""
+    """Conversion rows for the candidates the visitor was exposed to before the event.
+
+    ``exposures`` is keyed by (visitor, experiment)."""
     at = event.time or now
     rows = []
     for experiment in candidates:
-        exposure = exposure_of(experiment.key)
+        exposure = exposures.get((event.visitor, experiment.key))
         goal = experiment.goal(event.goal)
         if exposure is None or exposure.created_at > at or goal is None:
             continue
@@ -183,8 +188,12 @@ def _conversion_reply(
         "event_id": event.event_id,
         "duplicate": duplicate,
         "recorded": [
-            {"experiment": row.experiment, "variant": row.variant, "kind": row.kind,
-             "value": row.value}
+            {
+                "experiment": row.experiment,
+                "variant": row.variant,
+                "kind": row.kind,
+                "value": row.value,
+            }
             for row in rows
         ],
     }
@@ -205,7 +214,9 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
     if not isinstance(events, list) or not events:
         raise AbconvError("bad_request", "events must be a non-empty list")
     if len(events) > MAX_BATCH:
-        raise AbconvError("too_many_events", f"at most {MAX_BATCH} events a batch, got {len(events)}")
+        raise AbconvError(
+            "too_many_events", f"at most {MAX_BATCH} events a batch, got {len(events)}"
+        )
     exposures: list[dict[str, Any]] = []
     conversions: list[EventInput] = []
     problems: list[str] = []
@@ -228,9 +239,7 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
         rows = [
             row
             for c in conversions
-            for row in _credited(
-                c, _experiments_counting(services, c), lambda key: stored.get((c.visitor, key)), now
-            )
+            for row in _credited(c, _experiments_counting(services, c), stored, now)
         ]
         new_conversions = sum(services.store.insert_conversions(conn, rows))
     return {
@@ -265,7 +274,7 @@ def _parse_event(
 def _exposure_row(services: Services, event: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """The exposure row of a batch event; none for a visitor outside ``traffic``."""
     visitor = require_visitor(event.get("visitor"), prefix + "visitor")
-    experiment = services.experiment(require_experiment_key(event.get("experiment"), prefix + "experiment"))
+    experiment = services.experiment(event.get("experiment"), prefix + "experiment")
     if experiment.status is not Status.RUNNING:
         raise AbconvError(
             "not_running",
@@ -282,6 +291,9 @@ def _exposure_row(services: Services, event: dict[str, Any], prefix: str) -> lis
         variant = require_variant_key(event.get("variant"), prefix + "variant")
         if experiment.variant(variant) is None:
             raise AbconvError(
-                "unknown_variant", f"{prefix}variant: experiment {experiment.key!r} has no {variant!r}"
+                "unknown_variant",
+                f"{prefix}variant: experiment {experiment.key!r} has no {variant!r}",
             )
-    return [{"experiment": experiment.key, "visitor": visitor, "variant": variant, "created_at": at}]
+    return [
+        {"experiment": experiment.key, "visitor": visitor, "variant": variant, "created_at": at}
+    ]

@@ -98,7 +98,9 @@ def _assign(client: FlaskClient, experiment: Experiment, visitor: str) -> str | 
 
 
 def _convert(client: FlaskClient, visitor: str, experiment: str, event: dict[str, Any]) -> None:
-    reply = client.post("/api/convert", json={"visitor": visitor, "experiment": experiment, **event})
+    reply = client.post(
+        "/api/convert", json={"visitor": visitor, "experiment": experiment, **event}
+    )
     _raise_for(reply.status_code, reply.get_json())
 
 
@@ -114,11 +116,7 @@ def _summary(
     lines = [f"Simulated {sum(seen.values())} visitors of {experiment.key!r}:"]
     for variant in experiment.variants:
         n = seen[variant.key]
-        parts = [
-            f"{goal.key} {converted[variant.key, goal.key]} ({converted[variant.key, goal.key] / n:.1%})"
-            if n
-            else f"{goal.key} 0"
-            for goal in experiment.goals
-        ]
+        counts = [(goal.key, converted[variant.key, goal.key]) for goal in experiment.goals]
+        parts = [f"{goal} {x} ({x / n:.1%})" if n else f"{goal} 0" for goal, x in counts]
         lines.append(f"  {variant.key}: {n} visitors; " + ", ".join(parts))
     return "\n".join(lines)

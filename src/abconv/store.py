@@ -35,7 +35,7 @@ class Exposure(SQLModel, table=True):
     experiment: str = Field(max_length=64)
     visitor: str = Field(max_length=128)
     variant: str = Field(max_length=64)
-    created_at: datetime
+    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
 
 
 class Conversion(SQLModel, table=True):
@@ -51,7 +51,7 @@ class Conversion(SQLModel, table=True):
     kind: str = Field(max_length=8)
     value: float | None = None
     event_id: str | None = Field(default=None, max_length=128)
-    created_at: datetime
+    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
 
 
 EXPOSURE = Exposure.__table__  # type: ignore[attr-defined]
@@ -62,7 +62,7 @@ CONVERSION = Conversion.__table__  # type: ignore[attr-defined]
 class StoredExposure:
     experiment: str
     variant: str
-    created_at: datetime
+    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class NewConversion:
     kind: str
     value: float | None
     event_id: str | None
-    created_at: datetime
+    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
 
 
 def utcnow() -> datetime:
@@ -148,7 +148,9 @@ class Store:
             EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
         ).where(EXPOSURE.c.visitor.in_(sorted(set(visitors))))
         return {
-            (row.visitor, row.experiment): StoredExposure(row.experiment, row.variant, row.created_at)
+            (row.visitor, row.experiment): StoredExposure(
+                row.experiment, row.variant, row.created_at
+            )
             for row in conn.execute(query).all()
         }
 
@@ -163,7 +165,12 @@ class Store:
         if not variants:
             return {}
         rows = [
-            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at or utcnow()}
+            {
+                "experiment": key,
+                "visitor": visitor,
+                "variant": variant,
+                "created_at": at or utcnow(),
+            }
             for key, variant in variants.items()
         ]
         with self.writing() as conn:

@@ -64,7 +64,9 @@ def _http_error(error: HTTPException) -> tuple[Response | str, int] | Response:
         message = error.description or error.name
     reply, status = error_reply(HTTP_CODES.get(status, "http_error"), message, status)
     if isinstance(reply, Response):
-        reply.headers.extend((k, v) for k, v in error.get_headers() if k in ("Allow", "WWW-Authenticate"))
+        reply.headers.extend(
+            (k, v) for k, v in error.get_headers() if k in ("Allow", "WWW-Authenticate")
+        )
     return reply, status
 
 
