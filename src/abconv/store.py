@@ -101,7 +101,10 @@ class Store:
             SQLModel.metadata.create_all(conn)
 
     def dispose(self) -> None:
+        """Close connections and the lock file (tests; a worker just exits)."""
         self.engine.dispose()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
 
     def ping(self) -> None:
         """Raise ``sqlalchemy.exc.SQLAlchemyError`` when the database does not answer."""
@@ -324,6 +327,12 @@ class _SqliteWriterLock:
         except BaseException:
             self._threads.release()
             raise
+
+    def close(self) -> None:
+        with self._threads:
+            if self._file is not None and self._pid == os.getpid():
+                self._file.close()
+            self._file, self._pid = None, 0
 
     def __exit__(self, *exc: object) -> None:
         try:
