@@ -1,0 +1,270 @@
+"""Validation of the ``abconv analyze`` input into frozen dataclasses.
+
+The input is plain JSON data (see DESIGN.md, "Results document").  Every
+problem raises ``ValueError`` with the path of the field, e.g.
+``goals[0].counts.b.conversions: 120 exceeds visitors 100``.  Numbers must
+be finite; booleans are not numbers; counts may be written as integral
+floats (``100.0``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from abconv.vocabulary import GoalKind, Method, allowed
+
+E = TypeVar("E", bound=StrEnum)
+
+RELATIVE_TOLERANCE = 1e-9
+"""Slack for rounding in ``value_sum_squares`` consistency checks."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``[analysis]`` settings; the defaults are those of DESIGN.md."""
+
+    method: Method = Method.BAYESIAN
+    alpha: float = 0.05
+    chance_to_win: float = 0.95
+    max_expected_loss: float = 0.001
+    min_visitors: int = 100
+    mde: float = 0.10
+    power: float = 0.8
+
+
+@dataclass(frozen=True)
+class VariantInput:
+    key: str
+    weight: float
+    visitors: int
+
+
+@dataclass(frozen=True)
+class GoalCounts:
+    """One variant's counts for one goal; the value sums are ``None`` unless the goal has values."""
+
+    conversions: int
+    value_sum: float | None = None
+    value_sum_squares: float | None = None
+
+
+@dataclass(frozen=True)
+class GoalInput:
+    """A goal; ``counts`` is aligned with :attr:`AnalysisInput.variants`."""
+
+    key: str
+    kind: GoalKind
+    primary: bool
+    has_value: bool
+    counts: tuple[GoalCounts, ...]
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    experiment: str
+    settings: Settings
+    variants: tuple[VariantInput, ...]
+    control: int
+    goals: tuple[GoalInput, ...]
+
+    @property
+    def primary(self) -> GoalInput:
+        return next(goal for goal in self.goals if goal.primary)
+
+
+TOP_LEVEL_KEYS = frozenset(
+    {"experiment", "control", "variants", "goals"}
+    | {"method", "alpha", "chance_to_win", "max_expected_loss", "min_visitors", "mde", "power"}
+)
+VARIANT_KEYS = frozenset({"key", "weight", "visitors"})
+GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "counts"})
+COUNT_KEYS = frozenset({"conversions", "value_sum", "value_sum_squares"})
+
+
+def parse_input(data: Any) -> AnalysisInput:
+    """Validate ``data`` and return it as an :class:`AnalysisInput`.
+
+    Raises ``ValueError`` naming the field for anything malformed.
+    """
+    root = _mapping(data, "input", TOP_LEVEL_KEYS)
+    experiment = _string(root, "experiment", "")
+    settings = _settings(root)
+    variants = _variants(root.get("variants"))
+    keys = [variant.key for variant in variants]
+    control_key = root.get("control", keys[0])
+    if control_key not in keys:
+        raise ValueError(f"control: {control_key!r} is not a variant ({', '.join(keys)})")
+    goals = _goals(root.get("goals"), variants)
+    return AnalysisInput(experiment, settings, variants, keys.index(control_key), goals)
+
+
+def _settings(root: Mapping[str, Any]) -> Settings:
+    defaults = Settings()
+    method = _choice(root.get("method", defaults.method), "method", Method)
+    alpha = _number(root.get("alpha", defaults.alpha), "alpha")
+    _check_range(alpha, "alpha", 0.0 < alpha <= 0.5, "in (0, 0.5]")
+    chance = _number(root.get("chance_to_win", defaults.chance_to_win), "chance_to_win")
+    _check_range(chance, "chance_to_win", 0.5 <= chance < 1.0, "in [0.5, 1)")
+    loss = _number(root.get("max_expected_loss", defaults.max_expected_loss), "max_expected_loss")
+    _check_range(loss, "max_expected_loss", 0.0 < loss < 1.0, "in (0, 1)")
+    min_visitors = _count(root.get("min_visitors", defaults.min_visitors), "min_visitors")
+    mde = _number(root.get("mde", defaults.mde), "mde")
+    _check_range(mde, "mde", 0.0 < mde <= 10.0, "in (0, 10]")
+    power = _number(root.get("power", defaults.power), "power")
+    _check_range(power, "power", 0.0 < power < 1.0, "in (0, 1)")
+    return Settings(method, alpha, chance, loss, min_visitors, mde, power)
+
+
+def _variants(raw: Any) -> tuple[VariantInput, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("variants: must be a non-empty list")
+    variants: list[VariantInput] = []
+    for index, item in enumerate(raw):
+        where = f"variants[{index}]"
+        entry = _mapping(item, where, VARIANT_KEYS)
+        key = _string(entry, "key", where + ".")
+        if any(variant.key == key for variant in variants):
+            raise ValueError(f"{where}.key: duplicate variant key {key!r}")
+        weight = _number(entry.get("weight", 1), f"{where}.weight")
+        _check_range(weight, f"{where}.weight", weight > 0.0, "> 0")
+        visitors = _count(entry.get("visitors"), f"{where}.visitors")
+        variants.append(VariantInput(key, weight, visitors))
+    return tuple(variants)
+
+
+def _goals(raw: Any, variants: tuple[VariantInput, ...]) -> tuple[GoalInput, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("goals: must be a non-empty list")
+    goals: list[GoalInput] = []
+    for index, item in enumerate(raw):
+        goal = _goal(item, f"goals[{index}]", variants)
+        if any(other.key == goal.key for other in goals):
+            raise ValueError(f"goals[{index}].key: duplicate goal key {goal.key!r}")
+        goals.append(goal)
+    primaries = [goal.key for goal in goals if goal.primary]
+    if not primaries and len(goals) == 1:
+        only = goals[0]
+        return (GoalInput(only.key, only.kind, True, only.has_value, only.counts),)
+    if len(primaries) != 1:
+        found = ", ".join(primaries) if primaries else "none"
+        raise ValueError(f"goals: exactly one goal must have primary = true (found: {found})")
+    return tuple(goals)
+
+
+def _goal(item: Any, where: str, variants: tuple[VariantInput, ...]) -> GoalInput:
+    entry = _mapping(item, where, GOAL_KEYS)
+    key = _string(entry, "key", where + ".")
+    kind = _choice(entry.get("kind", GoalKind.HARD), f"{where}.kind", GoalKind)
+    primary = _flag(entry.get("primary", False), f"{where}.primary")
+    has_value = _flag(entry.get("value", False), f"{where}.value")
+    counts_raw = _mapping(entry.get("counts"), f"{where}.counts", None)
+    known = {variant.key for variant in variants}
+    unknown = sorted(set(counts_raw) - known)
+    if unknown:
+        raise ValueError(f"{where}.counts.{unknown[0]}: not a variant ({', '.join(sorted(known))})")
+    counts = tuple(
+        _counts(counts_raw.get(variant.key), f"{where}.counts.{variant.key}", variant, has_value)
+        for variant in variants
+    )
+    return GoalInput(key, kind, primary, has_value, counts)
+
+
+def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> GoalCounts:
+    if raw is None:
+        raise ValueError(f"{where}: missing counts for variant {variant.key!r}")
+    entry = _mapping(raw, where, COUNT_KEYS)
+    conversions = _count(entry.get("conversions"), f"{where}.conversions")
+    if conversions > variant.visitors:
+        raise ValueError(f"{where}.conversions: {conversions} exceeds visitors {variant.visitors}")
+    if not has_value:
+        for field in ("value_sum", "value_sum_squares"):
+            if field in entry:
+                raise ValueError(f"{where}.{field}: given but the goal does not have value = true")
+        return GoalCounts(conversions)
+    total = _number(entry.get("value_sum"), f"{where}.value_sum")
+    squares = _number(entry.get("value_sum_squares"), f"{where}.value_sum_squares")
+    _check_range(total, f"{where}.value_sum", total >= 0.0, ">= 0")
+    _check_range(squares, f"{where}.value_sum_squares", squares >= 0.0, ">= 0")
+    _check_value_consistency(where, conversions, total, squares)
+    return GoalCounts(conversions, total, squares)
+
+
+def _check_value_consistency(where: str, conversions: int, total: float, squares: float) -> None:
+    """Values live only on converting visitors and are >= 0, so S²/x <= Σv² <= S²."""
+    if conversions == 0:
+        if total > 0.0 or squares > 0.0:
+            raise ValueError(f"{where}.value_sum: values without conversions")
+        return
+    lowest = total * total / conversions * (1.0 - RELATIVE_TOLERANCE)
+    highest = total * total * (1.0 + RELATIVE_TOLERANCE)
+    if not lowest <= squares <= highest:
+        raise ValueError(
+            f"{where}.value_sum_squares: {squares} is impossible for value_sum {total} over "
+            f"{conversions} conversions (must be between value_sum²/conversions and value_sum²)"
+        )
+
+
+def _mapping(raw: Any, where: str, keys: frozenset[str] | None) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: must be an object, got {_type_name(raw)}")
+    if keys is not None:
+        unknown = sorted(str(key) for key in raw if key not in keys)
+        if unknown:
+            names = ", ".join(sorted(keys))
+            raise ValueError(f"{where}: unknown field {unknown[0]!r} (allowed: {names})")
+    return raw
+
+
+def _string(entry: Mapping[str, Any], field: str, prefix: str) -> str:
+    value = entry.get(field)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{prefix}{field}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def _number(raw: Any, where: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"{where}: must be a number, got {_type_name(raw)}")
+    try:
+        value = float(raw)
+    except OverflowError:
+        raise ValueError(f"{where}: too large, got {raw}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: must be finite, got {raw}")
+    return value
+
+
+def _count(raw: Any, where: str) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value: float = raw
+    else:
+        value = _number(raw, where)
+    if value < 0 or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{where}: must be a whole number >= 0, got {raw}")
+    return int(value)
+
+
+def _flag(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"{where}: must be true or false, got {raw!r}")
+    return raw
+
+
+def _choice(raw: Any, where: str, vocabulary: type[E]) -> E:
+    try:
+        return vocabulary(raw)
+    except ValueError:
+        raise ValueError(f"{where}: {raw!r} is not one of {allowed(vocabulary)}") from None
+
+
+def _check_range(value: float, where: str, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: {value:g} must be {rule}")
+
+
+def _type_name(raw: Any) -> str:
+    return "null" if raw is None else type(raw).__name__

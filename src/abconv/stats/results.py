@@ -1,0 +1,195 @@
+"""The results of an analysis as frozen values, and their JSON document.
+
+:func:`to_document` is the one place that names the fields of the results
+document (DESIGN.md, "Results document"); everything else passes these
+dataclasses around.  ``None`` means "undefined for these data" and becomes
+JSON ``null``; no NaN or infinity ever reaches the document.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from abconv.stats.frequentist import Interval
+from abconv.stats.planning import Plan
+from abconv.vocabulary import DecisionStatus, GoalKind, Method
+
+
+@dataclass(frozen=True)
+class ValueSummary:
+    """Value per variant: total, per visitor (with its t interval) and per order."""
+
+    sum: float
+    per_visitor: float | None
+    per_visitor_ci: Interval | None
+    aov: float | None
+
+
+@dataclass(frozen=True)
+class ValueComparison:
+    """Value per visitor against the control (Welch, or a confidence sequence)."""
+
+    diff: float | None
+    diff_ci: Interval | None
+    p_value: float | None
+    chance_to_beat_control: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A treatment's conversion rate against the control's."""
+
+    abs_diff: float | None
+    abs_diff_ci: Interval | None
+    rel_lift: float | None
+    rel_lift_ci: Interval | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    chance_to_beat_control: float | None
+    value: ValueComparison | None
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    key: str
+    control: bool
+    visitors: int
+    conversions: int
+    rate: float | None
+    rate_ci: Interval | None
+    prob_best: float
+    expected_loss: float
+    value: ValueSummary | None
+    vs_control: Comparison | None
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    key: str
+    kind: GoalKind
+    primary: bool
+    variants: tuple[VariantResult, ...]
+
+    @property
+    def control(self) -> VariantResult:
+        return next(variant for variant in self.variants if variant.control)
+
+    @property
+    def treatments(self) -> tuple[VariantResult, ...]:
+        return tuple(variant for variant in self.variants if not variant.control)
+
+
+@dataclass(frozen=True)
+class Srm:
+    """Sample ratio mismatch check; ``p_value`` is ``None`` with one variant or no visitors."""
+
+    p_value: float | None
+    flag: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: DecisionStatus
+    winner: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Results:
+    experiment: str
+    method: Method
+    alpha: float
+    srm: Srm
+    goals: tuple[GoalResult, ...]
+    decision: Decision
+    plan: Plan
+
+
+def to_document(results: Results) -> dict[str, Any]:
+    """The JSON-ready results document: plain dicts, lists, str, int, float, bool, None."""
+    return {
+        "experiment": results.experiment,
+        "method": str(results.method),
+        "alpha": _number(results.alpha),
+        "srm": {"p_value": _number(results.srm.p_value), "flag": results.srm.flag},
+        "goals": [_goal(goal) for goal in results.goals],
+        "decision": {
+            "status": str(results.decision.status),
+            "winner": results.decision.winner,
+            "reason": results.decision.reason,
+        },
+        "plan": {
+            "visitors_needed_per_variant": results.plan.visitors_needed_per_variant,
+            "progress": _number(results.plan.progress),
+        },
+    }
+
+
+def _goal(goal: GoalResult) -> dict[str, Any]:
+    return {
+        "key": goal.key,
+        "kind": str(goal.kind),
+        "primary": goal.primary,
+        "variants": [_variant(variant) for variant in goal.variants],
+    }
+
+
+def _variant(variant: VariantResult) -> dict[str, Any]:
+    value = variant.value
+    return {
+        "key": variant.key,
+        "control": variant.control,
+        "visitors": variant.visitors,
+        "conversions": variant.conversions,
+        "rate": _number(variant.rate),
+        "rate_ci": _interval(variant.rate_ci),
+        "prob_best": _number(variant.prob_best),
+        "expected_loss": _number(variant.expected_loss),
+        "value": None
+        if value is None
+        else {
+            "sum": _number(value.sum),
+            "per_visitor": _number(value.per_visitor),
+            "per_visitor_ci": _interval(value.per_visitor_ci),
+            "aov": _number(value.aov),
+        },
+        "vs_control": None if variant.vs_control is None else _comparison(variant.vs_control),
+    }
+
+
+def _comparison(comparison: Comparison) -> dict[str, Any]:
+    value = comparison.value
+    return {
+        "abs_diff": _number(comparison.abs_diff),
+        "abs_diff_ci": _interval(comparison.abs_diff_ci),
+        "rel_lift": _number(comparison.rel_lift),
+        "rel_lift_ci": _interval(comparison.rel_lift_ci),
+        "p_value": _number(comparison.p_value),
+        "p_value_adjusted": _number(comparison.p_value_adjusted),
+        "chance_to_beat_control": _number(comparison.chance_to_beat_control),
+        "value": None
+        if value is None
+        else {
+            "diff": _number(value.diff),
+            "diff_ci": _interval(value.diff_ci),
+            "p_value": _number(value.p_value),
+            "chance_to_beat_control": _number(value.chance_to_beat_control),
+        },
+    }
+
+
+def _number(value: float | None) -> float | None:
+    """A plain finite float, or ``None`` (also for a non-finite value, as a last guard)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _interval(interval: Interval | None) -> list[float] | None:
+    if interval is None:
+        return None
+    low, high = _number(interval[0]), _number(interval[1])
+    return None if low is None or high is None else [low, high]
