@@ -52,13 +52,19 @@ primary = true
 key = "signup"
 kind = "soft"
 """
-PAGE = VALID.replace('kind = "cta"', 'kind = "page"').replace(
-    'content = { text = "A" }', 'template = "landing/a.html"'
-).replace('content = { text = "B" }', 'template = "landing/b.html"')
-REDIRECT = VALID.replace('kind = "cta"', 'kind = "redirect"').replace(
-    'content = { text = "A" }', 'url = "/signup/a"'
-).replace('content = { text = "B" }', 'url = "https://example.com/b"')
+PAGE = (
+    VALID.replace('kind = "cta"', 'kind = "page"')
+    .replace('content = { text = "A" }', 'template = "landing/a.html"')
+    .replace('content = { text = "B" }', 'template = "landing/b.html"')
+)
+REDIRECT = (
+    VALID.replace('kind = "cta"', 'kind = "redirect"')
+    .replace('content = { text = "A" }', 'url = "/signup/a"')
+    .replace('content = { text = "B" }', 'url = "https://example.com/b"')
+)
 SECOND_VARIANT = 'key = "b"\nweight = 1\n'
+ONE_GOAL = VALID.split('[[goals]]\nkey = "signup"')[0]
+NO_VARIANTS = VALID.split("[[variants]]")[0] + "[[goals]]" + VALID.split("[[goals]]", 1)[1]
 
 
 def write(folder: Path, text: str, key: str = "demo") -> Path:
@@ -136,7 +142,9 @@ kind = "hard"
 
 
 def test_analysis_settings_are_read(tmp_path: Path) -> None:
-    text = VALID + """
+    text = (
+        VALID
+        + """
 [analysis]
 method = "sequential"
 alpha = 0.1
@@ -146,6 +154,7 @@ min_visitors = 0
 mde = 0.2
 power = 0.9
 """
+    )
     analysis = load_experiment_file(write(tmp_path, text)).analysis
     assert analysis.method is Method.SEQUENTIAL
     assert (analysis.alpha, analysis.chance_to_win, analysis.max_expected_loss) == (0.1, 0.9, 0)
@@ -170,19 +179,28 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
         "template": None,
         "url": None,
     }
-    assert document["goals"][1] == {"key": "signup", "kind": "soft", "value": False, "primary": False}
+    assert document["goals"][1] == {
+        "key": "signup",
+        "kind": "soft",
+        "value": False,
+        "primary": False,
+    }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders
 
 
 def test_content_may_nest_json_data(tmp_path: Path) -> None:
-    text = edited(VALID, 'content = { text = "A" }', 'content = { text = "A", classes = ["x", "y"] }')
+    text = edited(
+        VALID, 'content = { text = "A" }', 'content = { text = "A", classes = ["x", "y"] }'
+    )
     variant = load_experiment_file(write(tmp_path, text)).variants[0]
     assert variant.content == {"text": "A", "classes": ["x", "y"]}
 
 
 def test_page_variants_may_carry_content_for_their_template(tmp_path: Path) -> None:
-    text = edited(PAGE, 'template = "landing/a.html"', 'template = "landing/a.html"\ncontent = { h = "Hi" }')
+    text = edited(
+        PAGE, 'template = "landing/a.html"', 'template = "landing/a.html"\ncontent = { h = "Hi" }'
+    )
     variant = load_experiment_file(write(tmp_path, text)).variants[0]
     assert (variant.template, variant.content) == ("landing/a.html", {"h": "Hi"})
 
@@ -219,11 +237,11 @@ RULES = [
      "hypothesis must be a string, got 3 (a number)"),
     ("missing-variants", 'key = "demo"\nname = "D"\n[[goals]]\nkey = "g"\nkind = "soft"\n', "", "",
      None, "missing required field 'variants'"),
-    ("no-variants", VALID.split("[[variants]]")[0] + "variants = []\n" + VALID.split("content = { text = \"B\" }\n")[1],
-     "", "", 5, "needs at least two variants (the control and a challenger), got 0"),
+    ("no-variants", NO_VARIANTS, 'kind = "cta"', 'kind = "cta"\nvariants = []', 5,
+     "needs at least two variants (the control and a challenger), got 0"),
     ("one-variant", VALID, '[[variants]]\nkey = "b"\nweight = 1\ncontent = { text = "B" }\n', "", 6,
      "at least two variants"),
-    ("variants-not-tables", VALID, 'kind = "cta"', 'kind = "cta"\nvariants = "a, b"', 5,
+    ("variants-not-tables", NO_VARIANTS, 'kind = "cta"', 'kind = "cta"\nvariants = "a, b"', 5,
      'variants must be an array of tables, got "a, b" (a string)'),
     ("weight-zero", VALID, SECOND_VARIANT, 'key = "b"\nweight = 0\n', 13,
      'variant "b": weight must be > 0, got 0'),
@@ -238,12 +256,14 @@ RULES = [
     ("variant-key-format", VALID, 'key = "b"', 'key = "Big B"', 12,
      'variant "Big B": key must be 1 to 64 lowercase letters, digits, _ and -, got "Big B"'),
     ("variant-key-length", VALID, 'key = "b"', f'key = "{"b" * 65}"', 12, "key must be 1 to 64"),
-    ("variant-key-missing", VALID, 'key = "b"\n', "", 11, "variant #2: missing required field 'key'"),
+    ("variant-key-missing", VALID, 'key = "b"\n', "", 11,
+     "variant #2: missing required field 'key'"),
     ("variant-duplicate", VALID, 'key = "b"', 'key = "a"', 12,
      'duplicate variant key "a" (also variant #1)'),
     ("variant-unknown-field", VALID, SECOND_VARIANT, SECOND_VARIANT + "wieght = 2\n", 14,
      "variant \"b\": unknown field 'wieght' (did you mean 'weight'?)"),
-    ("variant-not-a-table", VALID, 'kind = "cta"', 'kind = "cta"\nvariants = [1, 2]', 5,
+    ("variant-not-a-table", NO_VARIANTS, 'kind = "cta"',
+     'kind = "cta"\nvariants = [1, { key = "b", content = { t = "B" } }]', 5,
      "variant #1: must be a table, got 1 (a number)"),
     ("cta-needs-content", VALID, 'content = { text = "B" }\n', "", 11,
      'variant "b": kind = "cta" needs content = {'),
@@ -269,8 +289,9 @@ RULES = [
     ("url-protocol-relative", REDIRECT, '"https://example.com/b"', '"//evil.example/b"', 14,
      "url must start"),
     ("url-space", REDIRECT, '"https://example.com/b"', '"/sign up"', 14, "contain no spaces"),
-    ("redirect-with-template", REDIRECT, 'url = "/signup/a"', 'url = "/signup/a"\ntemplate = "x.html"',
-     10, 'variant "a": template is not used by kind = "redirect"'),
+    ("redirect-with-template", REDIRECT, 'url = "/signup/a"',
+     'url = "/signup/a"\ntemplate = "x.html"', 10,
+     'variant "a": template is not used by kind = "redirect"'),
     ("control-unknown", VALID, 'kind = "cta"', 'kind = "cta"\ncontrol = "c"', 5,
      'control "c" names no variant ("a", "b")'),
     ("winner-unknown", VALID, 'status = "running"', 'status = "concluded"\nwinner = "c"', 4,
@@ -284,7 +305,8 @@ RULES = [
      'duplicate goal key "buy" (also goal #1)'),
     ("goal-kind", VALID, 'kind = "soft"', 'kind = "medium"', 24,
      'goal "signup": kind must be "hard" or "soft", got "medium"'),
-    ("goal-kind-missing", VALID, 'kind = "soft"\n', "", 22, "goal \"signup\": missing required field 'kind'"),
+    ("goal-kind-missing", VALID, 'kind = "soft"\n', "", 22,
+     "goal \"signup\": missing required field 'kind'"),
     ("goal-value-type", VALID, "value = true", 'value = "yes"', 19,
      'goal "buy": value must be true or false, got "yes" (a string)'),
     ("goal-key-format", VALID, 'key = "signup"', 'key = "sign up"', 23, 'got "sign up"'),
@@ -292,8 +314,8 @@ RULES = [
      "goal \"signup\": unknown field 'primay' (did you mean 'primary'?)"),
     ("no-primary-goal", VALID, "primary = true\n", "", 16,
      "no primary goal: mark exactly one goal with primary = true"),
-    ("single-goal-not-primary", VALID.split("[[goals]]\nkey = \"signup\"")[0].replace("primary = true", "primary = false"),
-     "", "", 16, "no primary goal"),
+    ("single-goal-not-primary", ONE_GOAL, "primary = true", "primary = false", 16,
+     "no primary goal"),
     ("two-primary-goals", VALID, 'kind = "soft"', 'kind = "soft"\nprimary = true', 25,
      'only one goal may be primary, got "buy", "signup"'),
     ("analysis-not-a-table", VALID, 'kind = "cta"', 'kind = "cta"\nanalysis = "fast"', 5,
@@ -304,7 +326,8 @@ RULES = [
      'analysis.method must be "bayesian", "frequentist" or "sequential", got "magic"'),
     ("alpha-zero", VALID + "[analysis]\nalpha = 0\n", "", "", 26,
      "analysis.alpha must be > 0 and < 1, got 0"),
-    ("alpha-one", VALID + "[analysis]\nalpha = 1\n", "", "", 26, "analysis.alpha must be > 0 and < 1"),
+    ("alpha-one", VALID + "[analysis]\nalpha = 1\n", "", "", 26,
+     "analysis.alpha must be > 0 and < 1"),
     ("chance-to-win-low", VALID + "[analysis]\nchance_to_win = 0.4\n", "", "", 26,
      "analysis.chance_to_win must be >= 0.5 and < 1, got 0.4"),
     ("chance-to-win-one", VALID + "[analysis]\nchance_to_win = 1.0\n", "", "", 26,
@@ -316,7 +339,8 @@ RULES = [
     ("min-visitors-fraction", VALID + "[analysis]\nmin_visitors = 10.5\n", "", "", 26,
      "analysis.min_visitors must be a whole number, got 10.5 (a number)"),
     ("mde", VALID + "[analysis]\nmde = 0\n", "", "", 26, "analysis.mde must be > 0, got 0"),
-    ("power", VALID + "[analysis]\npower = 1\n", "", "", 26, "analysis.power must be > 0 and < 1, got 1"),
+    ("power", VALID + "[analysis]\npower = 1\n", "", "", 26,
+     "analysis.power must be > 0 and < 1, got 1"),
 ]  # fmt: skip
 
 
@@ -339,7 +363,7 @@ def test_experiment_key_format(tmp_path: Path) -> None:
 
 def test_toml_error_at_end_of_document_names_the_last_line(tmp_path: Path) -> None:
     path = write(tmp_path, VALID + 'note = """never closed\n')
-    assert_one_problem(path, 26, "not valid TOML: Unterminated string")
+    assert_one_problem(path, 25, "not valid TOML: Unterminated string")
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
@@ -384,6 +408,11 @@ text = "A"
 "key" = "b"
 content.text = "B"
 goals = [{ key = "g", kind = "soft" }]
+tags = [
+  "a]", # ] in a comment
+  "b",
+]
+weight = 3
 """
     lines = KeyLines(text)
     assert lines.line_of(("key",)) == 1
@@ -392,18 +421,20 @@ goals = [{ key = "g", kind = "soft" }]
     assert lines.line_of(("variants", 0, "content", "text")) == 8
     assert lines.line_of(("variants", 1, "key")) == 10
     assert lines.line_of(("variants", 1, "content", "text")) == 11
-    assert lines.line_of(("variants", 1, "weight")) == 9  # falls back to the table
+    assert lines.line_of(("variants", 1, "name")) == 9  # falls back to the table
     assert lines.line_of(("variants", 1, "goals", 0, "kind")) == 12  # inline: the array's line
+    assert lines.line_of(("variants", 1, "weight")) == 17  # after the multi-line array
 
 
 def test_inline_variants_are_placed_on_their_array(tmp_path: Path) -> None:
-    text = edited(
-        VALID.split("[[variants]]")[0]
-        + 'variants = [\n  { key = "a", content = { t = "A" } },\n  { key = "b", weight = 0, content = { t = "B" } },\n]\n'
-        + "[[goals]]" + VALID.split("[[goals]]", 1)[1],
-        "", "",
-    )  # fmt: skip
-    assert_one_problem(write(tmp_path, text), 6, 'variant "b": weight must be > 0, got 0')
+    inline = """\
+variants = [
+  { key = "a", content = { t = "A" } },
+  { key = "b", weight = 0, content = { t = "B" } },
+]
+"""
+    text = edited(NO_VARIANTS, 'kind = "cta"\n', 'kind = "cta"\n' + inline)
+    assert_one_problem(write(tmp_path, text), 7, 'variant "b": weight must be > 0, got 0')
 
 
 # -- folders -------------------------------------------------------------------
@@ -490,7 +521,11 @@ def age(path: Path, seconds: float = 60) -> None:
 def test_registry_serves_the_valid_experiments(tmp_path: Path) -> None:
     write(tmp_path, VALID)
     write(tmp_path, VALID.replace('"demo"', '"alpha"'), key="alpha")
-    write(tmp_path, VALID.replace('"demo"', '"draft-one"').replace('"running"', '"draft"'), key="draft-one")
+    write(
+        tmp_path,
+        VALID.replace('"demo"', '"draft-one"').replace('"running"', '"draft"'),
+        key="draft-one",
+    )
     registry = ExperimentRegistry(tmp_path)
     assert sorted(registry.all()) == ["alpha", "demo", "draft-one"]
     assert [experiment.key for experiment in registry.running()] == ["alpha", "demo"]
@@ -614,7 +649,8 @@ def test_recently_modified_files_are_read_again_within_one_clock_tick(tmp_path: 
 
 
 @pytest.mark.parametrize(
-    "module", ["experiments", "experiment_files", "experiment_rules", "experiment_model", "toml_lines"]
+    "module",
+    ["experiments", "experiment_files", "experiment_rules", "experiment_model", "toml_lines"],
 )
 def test_experiment_modules_import_no_web_or_database_code(module: str) -> None:
     source = (REPO / "src" / "abconv" / f"{module}.py").read_text()

@@ -24,6 +24,7 @@ _TABLE_HEADER = re.compile(rf"\s*\[\s*({_DOTTED_KEY})\s*\]")
 _ASSIGNMENT = re.compile(rf"\s*({_DOTTED_KEY})\s*=")
 _SEGMENT = re.compile(_KEY)
 _MULTILINE_QUOTES = ('"""', "'''")
+_STRING = re.compile(r""""(?:[^"\\]|\\.)*"|'[^']*'""")
 
 
 def _segments(dotted: str) -> list[str]:
@@ -37,11 +38,16 @@ class KeyLines:
         self._lines: dict[Location, int] = {}
         self._array_index: dict[Location, int] = {}
         self._table: Location = ()
+        # A multi-line array being read: its location, next index, bracket depth.
+        self._array: tuple[Location, int, int] | None = None
         open_quote: str | None = None
         for number, line in enumerate(text.splitlines(), start=1):
             if open_quote is not None:
                 if open_quote in line:
                     open_quote = None
+                continue
+            if self._array is not None:
+                self._array = self._read_array_line(self._array, number, line)
                 continue
             self._read_line(number, line)
             open_quote = _opens_multiline_string(line)
@@ -70,6 +76,22 @@ class KeyLines:
             segments = _segments(match.group(1))
             for end in range(1, len(segments) + 1):
                 self._lines.setdefault((*self._table, *segments[:end]), number)
+            value = line[match.end() :].lstrip()
+            if value.startswith("[") and _bracket_depth(value) > 0:
+                self._array = ((*self._table, *segments), 0, _bracket_depth(value))
+
+    def _read_array_line(
+        self, state: tuple[Location, int, int], number: int, line: str
+    ) -> tuple[Location, int, int] | None:
+        """Inline tables that start a line of a multi-line array are its items
+        (``variants = [`` then ``{ key = "a", ... },`` lines); returns the
+        array's new state, ``None`` once it is closed."""
+        array, index, depth = state
+        if line.lstrip().startswith("{"):
+            self._lines.setdefault((*array, index), number)
+            index += 1
+        depth += _bracket_depth(line)
+        return (array, index, depth) if depth > 0 else None
 
     def _resolve(self, segments: list[str]) -> Location:
         """The location of a header path, with the current index of every
@@ -81,6 +103,12 @@ class KeyLines:
             if location in self._array_index:
                 location = (*location, self._array_index[location])
         return location
+
+
+def _bracket_depth(text: str) -> int:
+    """How many more ``[`` than ``]`` ``text`` has outside strings and comments."""
+    code = _STRING.sub("", text).split("#", 1)[0]
+    return code.count("[") - code.count("]")
 
 
 def _opens_multiline_string(line: str) -> str | None:
