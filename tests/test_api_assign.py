@@ -29,7 +29,10 @@ def test_assign_gives_a_variant_and_records_the_exposure(app: Flask, client: Fla
     assert assignment["variant"] in {"trial", "guide"}
     assert assignment["content"]["href"] in {"/signup", "/guide"}
     assert assignment["enrolled"] is True
-    assert app.extensions["abconv"].store.exposures_of("alice")["shop"].variant == assignment["variant"]
+    assert (
+        app.extensions["abconv"].store.exposures_of("alice")["shop"].variant
+        == assignment["variant"]
+    )
 
 
 def test_a_returning_visitor_is_recorded_once(app: Flask, client: FlaskClient) -> None:
@@ -60,13 +63,17 @@ def test_a_weight_change_does_not_move_an_exposed_visitor(
     app: Flask, client: FlaskClient, experiments_dir: Path
 ) -> None:
     visitors = [f"v{i}" for i in range(60)]
-    before = {v: client.get(f"/api/assign?visitor={v}&experiment=shop").get_json() for v in visitors}
+    before = {
+        v: client.get(f"/api/assign?visitor={v}&experiment=shop").get_json() for v in visitors
+    }
     write_experiment(experiments_dir, weight_trial=1, weight_guide=1000)
     reload_experiments(app)
     after = {v: client.get(f"/api/assign?visitor={v}&experiment=shop").get_json() for v in visitors}
     assert after == before
     # New visitors do follow the new weights.
-    fresh = [client.get(f"/api/assign?visitor=new{i}&experiment=shop").get_json() for i in range(20)]
+    fresh = [
+        client.get(f"/api/assign?visitor=new{i}&experiment=shop").get_json() for i in range(20)
+    ]
     assert all(a["assignments"][0]["variant"] == "guide" for a in fresh)
 
 
@@ -75,7 +82,9 @@ def test_visitors_outside_traffic_see_the_control_and_are_not_recorded(
 ) -> None:
     write_experiment(experiments_dir, traffic=0.01)
     reload_experiments(app)
-    replies = [client.get(f"/api/assign?visitor=t{i}&experiment=shop").get_json() for i in range(100)]
+    replies = [
+        client.get(f"/api/assign?visitor=t{i}&experiment=shop").get_json() for i in range(100)
+    ]
     outside = [r["assignments"][0] for r in replies if not r["assignments"][0]["enrolled"]]
     assert len(outside) > 80
     assert {a["variant"] for a in outside} == {"trial"}
@@ -121,7 +130,9 @@ def test_concluded_serves_the_winner_without_recording(
     app: Flask, client: FlaskClient, experiments_dir: Path
 ) -> None:
     path = write_experiment(experiments_dir, status="concluded")
-    path.write_text(path.read_text().replace('status = "concluded"', 'status = "concluded"\nwinner = "guide"'))
+    path.write_text(
+        path.read_text().replace('status = "concluded"', 'status = "concluded"\nwinner = "guide"')
+    )
     reload_experiments(app)
     for i in range(20):
         reply = client.get(f"/api/assign?visitor=c{i}&experiment=shop").get_json()

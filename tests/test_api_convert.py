@@ -23,7 +23,9 @@ def conversions(app: Flask, experiment: str = "shop") -> int:
 
 def test_a_conversion_is_stored_for_the_visitors_variant(app: Flask, client: FlaskClient) -> None:
     variant = expose(client, "alice")
-    reply = client.post("/api/convert", json={"visitor": "alice", "goal": "purchase", "value": 49.9})
+    reply = client.post(
+        "/api/convert", json={"visitor": "alice", "goal": "purchase", "value": 49.9}
+    )
     assert reply.status_code == 200
     body = reply.get_json()
     assert body["duplicate"] is False

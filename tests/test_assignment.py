@@ -107,7 +107,12 @@ def test_bots_are_recognised(user_agent: str) -> None:
 
 @pytest.mark.parametrize(
     "user_agent",
-    [None, "", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36", "curl/8.5.0"],
+    [
+        None,
+        "",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36",
+        "curl/8.5.0",
+    ],
 )
 def test_people_and_server_side_callers_are_not_bots(user_agent: str | None) -> None:
     assert not is_bot(user_agent)

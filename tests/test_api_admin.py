@@ -1,0 +1,140 @@
+"""Definitions, the admin password, health, CORS and the error envelope."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from abconv import create_app
+from tests.conftest import assert_error
+
+REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+def basic(password: str) -> dict[str, str]:
+    token = base64.b64encode(f"admin:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def guarded(environ: dict[str, str]) -> FlaskClient:
+    app = create_app({**environ, "ABCONV_ADMIN_PASSWORD": "12345",
+                      "ABCONV_ALLOWED_ORIGINS": "https://shop.example.com"})  # fmt: skip
+    yield app.test_client()
+    app.extensions["abconv"].store.dispose()
+
+
+def test_experiments_lists_the_definitions(client: FlaskClient) -> None:
+    body = client.get("/api/experiments").get_json()
+    [shop] = body["experiments"]
+    assert shop["key"] == "shop" and shop["status"] == "running"
+    assert [v["key"] for v in shop["variants"]] == ["trial", "guide"]
+    assert {g["key"]: g["kind"] for g in shop["goals"]} == {
+        "purchase": "hard",
+        "newsletter": "soft",
+    }
+
+
+def test_one_experiment_by_key(client: FlaskClient) -> None:
+    body = client.get("/api/experiments/shop").get_json()
+    assert body["control"] == "trial" and body["analysis"]["method"] == "bayesian"
+    assert_error(client.get("/api/experiments/nope"), 404, "unknown_experiment")
+
+
+def test_without_a_password_only_this_machine_gets_in(client: FlaskClient) -> None:
+    assert client.get("/api/experiments").status_code == 200
+    assert_error(client.get("/api/experiments", environ_base=REMOTE), 403, "forbidden")
+    proxied = client.get("/api/experiments", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert_error(proxied, 403, "forbidden")
+    assert client.get("/", environ_base=REMOTE).status_code == 403
+
+
+def test_with_a_password_everyone_needs_it(guarded: FlaskClient) -> None:
+    error = guarded.get("/api/experiments")
+    assert_error(error, 401, "unauthorized")
+    assert error.headers["WWW-Authenticate"].startswith("Basic")
+    assert_error(guarded.get("/api/experiments", headers=basic("wrong")), 401, "unauthorized")
+    assert (
+        guarded.get("/api/experiments", headers=basic("12345"), environ_base=REMOTE).status_code
+        == 200
+    )
+    bearer = {"Authorization": "Bearer 12345"}
+    assert guarded.get("/api/experiments/shop", headers=bearer).status_code == 200
+    assert guarded.get("/", headers=basic("12345")).status_code == 200
+    assert guarded.post("/api/events", json={"events": []}).status_code == 401
+
+
+def test_public_routes_need_no_password(guarded: FlaskClient) -> None:
+    assert guarded.get("/api/assign?visitor=a", environ_base=REMOTE).status_code == 200
+    reply = guarded.post(
+        "/api/convert", json={"visitor": "a", "goal": "purchase"}, environ_base=REMOTE
+    )
+    assert reply.status_code == 200
+
+
+def test_cors_answers_allowed_origins_only(guarded: FlaskClient) -> None:
+    allowed = guarded.get("/api/assign?visitor=a", headers={"Origin": "https://shop.example.com"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    other = guarded.get("/api/assign?visitor=a", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    preflight = guarded.options(
+        "/api/convert",
+        headers={"Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    admin = guarded.get("/api/experiments", headers={"Origin": "https://shop.example.com"})
+    assert "Access-Control-Allow-Origin" not in admin.headers
+
+
+def test_healthz_reports_the_database(client: FlaskClient) -> None:
+    body = client.get("/healthz").get_json()
+    assert body == {"status": "ok", "database": "ok", "experiments": 1}
+
+
+def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path, experiments_dir: Path) -> None:
+    database = tmp_path / "gone" / "abconv.sqlite3"
+    app = create_app({"ABCONV_DATABASE_URL": f"sqlite:///{database}",
+                      "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)})  # fmt: skip
+    app.extensions["abconv"].store.dispose()
+    for path in database.parent.iterdir():
+        path.unlink()
+    database.parent.rmdir()
+    client = app.test_client()
+    reply = client.get("/healthz")
+    assert reply.status_code == 503 and reply.get_json()["database"] == "unreachable"
+    assert_error(client.get("/api/assign?visitor=a&experiment=shop"), 503, "database_unavailable")
+    app.extensions["abconv"].store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("get", "/api/nothing-here", 404, "not_found"),
+        ("delete", "/api/assign", 405, "method_not_allowed"),
+        ("get", "/api/convert", 405, "method_not_allowed"),
+    ],
+)
+def test_http_errors_use_the_envelope(
+    client: FlaskClient, method: str, path: str, status: int, code: str
+) -> None:
+    assert_error(getattr(client, method)(path), status, code)
+
+
+def test_pages_get_html_errors(client: FlaskClient) -> None:
+    reply = client.get("/no-such-page")
+    assert reply.status_code == 404 and reply.mimetype == "text/html"
+
+
+def test_dashboard_escapes_what_files_say(
+    app: Flask, client: FlaskClient, experiments_dir: Path
+) -> None:
+    path = experiments_dir / "shop.toml"
+    path.write_text(path.read_text().replace('name = "Shop CTA"', 'name = "<script>x</script>"'))
+    app.extensions["abconv"].experiments.refresh()
+    page = client.get("/").get_data(as_text=True)
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page

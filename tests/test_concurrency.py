@@ -1,0 +1,120 @@
+"""A real gunicorn with 4 workers: concurrent and duplicate events are stored exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from abconv.store import Store
+
+ROOT = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def request(base: str, path: str, body: dict[str, object] | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        base + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture
+def server(database_url: str, experiments_dir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "ABCONV_DATABASE_URL": database_url,
+           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request(base, "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(
+                    "gunicorn did not start: " + process.stderr.read().decode()[-2000:]
+                )
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()
+
+
+def test_2000_conversions_and_500_duplicates_from_8_threads(server: str, database_url: str) -> None:
+    visitors = [f"visitor-{i}" for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(
+                lambda v: request(server, f"/api/assign?visitor={v}&experiment=shop")[0], visitors
+            )
+        )
+    assert statuses == [200] * len(visitors)
+
+    rng = random.Random(7)
+    events = [
+        {
+            "visitor": visitors[i % len(visitors)],
+            "goal": "purchase",
+            "value": 10,
+            "event_id": f"e{i}",
+        }
+        for i in range(2000)
+    ]
+    sent = events + rng.sample(events, 500)
+    rng.shuffle(sent)
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda e: request(server, "/api/convert", e), sent))
+    assert [status for status, _ in replies] == [200] * len(sent)
+
+    store = Store(database_url)
+    try:
+        assert store.count_rows("exposure", "shop") == 200
+        assert store.count_rows("conversion", "shop") == 2000
+        value_sum = sum(row["value_sum"] for row in store.conversions_by_variant("shop"))
+        assert value_sum == 20_000
+    finally:
+        store.dispose()
+
+
+def test_the_same_new_visitor_on_every_worker_at_once_gets_one_variant(
+    server: str, database_url: str
+) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: request(server, "/api/assign?visitor=racer"), range(64)))
+    assert {status for status, _ in replies} == {200}
+    assert len({json.dumps(body["assignments"]) for _, body in replies}) == 1
+    store = Store(database_url)
+    try:
+        assert store.count_rows("exposure") == 1
+    finally:
+        store.dispose()
