@@ -645,6 +645,20 @@ def test_recently_modified_files_are_read_again_within_one_clock_tick(tmp_path: 
     assert demo is not None and demo.name == "Demx"
 
 
+# -- docs ----------------------------------------------------------------------
+
+
+def test_the_format_reference_names_every_field_and_value() -> None:
+    from abconv.experiment_rules import GOAL_FIELDS, TOP_LEVEL_FIELDS, VARIANT_FIELDS
+
+    reference = (REPO / "docs" / "experiment-files.md").read_text()
+    names = [*TOP_LEVEL_FIELDS, *VARIANT_FIELDS, *GOAL_FIELDS, *ANALYSIS_DEFAULTS]
+    vocabularies = [*Status, *ExperimentKind, *GoalKind, *Method]
+    missing = [name for name in names if f"| `{name}` |" not in reference]
+    missing += [str(value) for value in vocabularies if f'"{value}"' not in reference]
+    assert not missing
+
+
 # -- purity --------------------------------------------------------------------
 
 
