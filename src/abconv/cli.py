@@ -123,3 +123,7 @@ def simulate(experiment: str, visitors: int, seed: int, base_rate: float, lift: 
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

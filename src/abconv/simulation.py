@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from flask import Flask
 from flask.testing import FlaskClient
 
 from abconv.errors import AbconvError
@@ -40,6 +41,13 @@ def simulate_traffic(experiment_key: str, visitors: int, model: TrafficModel) ->
     from abconv import create_app
 
     app = create_app()
+    try:
+        return _run(app, experiment_key, visitors, model)
+    finally:
+        app.extensions["abconv"].store.dispose()
+
+
+def _run(app: Flask, experiment_key: str, visitors: int, model: TrafficModel) -> str:
     experiment = app.extensions["abconv"].experiments.get(experiment_key)
     if experiment is None:
         raise AbconvError("unknown_experiment", f"no experiment {experiment_key!r}")

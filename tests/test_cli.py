@@ -1,0 +1,110 @@
+"""The abconv command: check, simulate, serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from abconv.cli import cli
+from abconv.store import CONVERSION, Store
+from tests.conftest import write_experiment
+from tests.test_concurrency import ROOT, free_port
+
+
+def test_check_passes_the_examples() -> None:
+    result = CliRunner().invoke(cli, ["check", str(ROOT / "experiments")])
+    assert result.exit_code == 0, result.output
+    assert "3 experiment file(s)" in result.output
+
+
+def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    write_experiment(tmp_path, "good")
+    write_experiment(tmp_path, "weights", weight_guide=0)
+    (tmp_path / "broken.toml").write_text('key = "broken"\nname = [\n')
+    result = CliRunner().invoke(cli, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'weights.toml'}:" in result.output and "weight" in result.output
+    assert f"{tmp_path / 'broken.toml'}:" in result.output
+    assert "good.toml" not in result.output
+
+
+def test_check_reads_the_folder_from_the_environment(tmp_path: Path) -> None:
+    write_experiment(tmp_path, "weights", weight_guide=-1)
+    result = CliRunner().invoke(cli, ["check"], env={"ABCONV_EXPERIMENTS_DIR": str(tmp_path)})
+    assert result.exit_code == 1 and "weights.toml" in result.output
+
+
+def test_check_of_a_missing_folder_fails(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["check", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+
+
+def test_simulate_stores_traffic_through_the_api(tmp_path: Path, experiments_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sim.sqlite3'}"
+    env = {"ABCONV_DATABASE_URL": url, "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}
+    args = ["simulate", "shop", "--visitors", "400", "--seed", "3", "--base-rate", "0.1"]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "Simulated 400 visitors of 'shop'" in result.output
+    store = Store(url)
+    try:
+        assert store.count_rows("exposure", "shop") == 400
+        first = store.count_rows("conversion", "shop")
+        assert first > 0
+        # Soft conversions raise the chance of a hard one, as in a real funnel.
+        with store.engine.connect() as conn:
+            goals = conn.execute(sa.select(CONVERSION.c.visitor, CONVERSION.c.goal)).all()
+        soft = {visitor for visitor, goal in goals if goal == "newsletter"}
+        hard = {visitor for visitor, goal in goals if goal == "purchase"}
+        assert len(hard & soft) / len(soft) > 2 * len(hard - soft) / (400 - len(soft))
+        rerun = CliRunner().invoke(cli, args, env=env)
+        assert rerun.exit_code == 0
+        assert store.count_rows("conversion", "shop") == first  # same seed: nothing doubled
+    finally:
+        store.dispose()
+
+
+def test_simulate_an_unknown_experiment_fails_clearly(tmp_path: Path, experiments_dir: Path) -> None:
+    env = {"ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}  # fmt: skip
+    result = CliRunner().invoke(cli, ["simulate", "nope"], env=env)
+    assert result.exit_code == 1 and "no experiment 'nope'" in result.output
+
+
+def test_serve_runs_gunicorn_on_the_defaults(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}
+    env.pop("ABCONV_EXPERIMENTS_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "abconv.cli", "serve", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        body = b""
+        for _ in range(100):
+            try:
+                url = f"http://127.0.0.1:{port}/api/assign?visitor=alice&experiment=homepage-cta"
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    body = reply.read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert b'"variant"' in body
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("value", ["mysql://x", "nonsense"])
+def test_serve_rejects_a_bad_database_url(value: str) -> None:
+    result = CliRunner().invoke(cli, ["serve"], env={"ABCONV_DATABASE_URL": value})
+    assert result.exit_code == 1 and "ABCONV_DATABASE_URL" in result.output
