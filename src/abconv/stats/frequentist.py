@@ -116,7 +116,9 @@ def wilson_interval(p: Proportion, alpha: float) -> Interval | None:
     denominator = 1.0 + z * z / p.n
     centre = (rate + z * z / (2.0 * p.n)) / denominator
     half = z * math.sqrt(rate * (1.0 - rate) / p.n + z * z / (4.0 * p.n * p.n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if p.x == 0 else max(0.0, centre - half)
+    high = 1.0 if p.x == p.n else min(1.0, centre + half)
+    return (low, high)
 
 
 def wald_diff_interval(treatment: Proportion, control: Proportion, alpha: float) -> Interval | None:
