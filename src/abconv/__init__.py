@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:  # the pure modules must be importable without Flask loaded
+    from flask import Flask
 
 __all__ = ["analyze", "create_app"]
 
@@ -28,6 +29,8 @@ def templates_dir() -> Path:
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """The WSGI app; settings come from ``environ`` (default: ``os.environ``)."""
+    from flask import Flask
+
     from abconv import web
     from abconv.config import load_config
     from abconv.experiments import ExperimentRegistry
