@@ -321,7 +321,7 @@ RULES = [
     ("analysis-not-a-table", VALID, 'kind = "cta"', 'kind = "cta"\nanalysis = "fast"', 5,
      'analysis must be a table, got "fast" (a string)'),
     ("analysis-unknown", VALID + "[analysis]\naplha = 0.1\n", "", "", 26,
-     "analysis.unknown field 'aplha' (did you mean 'alpha'?)"),
+     "unknown field 'analysis.aplha' (did you mean 'alpha'?)"),
     ("analysis-method", VALID + "[analysis]\nmethod = \"magic\"\n", "", "", 26,
      'analysis.method must be "bayesian", "frequentist" or "sequential", got "magic"'),
     ("alpha-zero", VALID + "[analysis]\nalpha = 0\n", "", "", 26,
@@ -664,11 +664,18 @@ def test_the_format_reference_names_every_field_and_value() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["experiments", "experiment_files", "experiment_rules", "experiment_model", "toml_lines"],
+    [
+        "experiments",
+        "experiment_files",
+        "experiment_rules",
+        "experiment_model",
+        "toml_fields",
+        "toml_lines",
+    ],
 )
 def test_experiment_modules_import_no_web_or_database_code(module: str) -> None:
     source = (REPO / "src" / "abconv" / f"{module}.py").read_text()
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)

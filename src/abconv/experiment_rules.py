@@ -8,26 +8,22 @@ people; keep the two together.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, time
-from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 from abconv.experiment_model import (
     ANALYSIS_DEFAULTS,
     AnalysisSettings,
     Experiment,
     Goal,
-    Problem,
     Variant,
 )
-from abconv.toml_lines import KeyLines, Location
-from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status, allowed
+from abconv.toml_fields import FieldChecker, Table, typed
+from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status
 
 MAX_KEY_LENGTH = 64
 EXPERIMENT_KEY = re.compile(r"[a-z0-9-]+")
@@ -54,58 +50,19 @@ KIND_EXAMPLE = {
     ExperimentKind.PAGE: '"landing/pricing-a.html"',
     ExperimentKind.REDIRECT: '"https://example.com/a"',
 }
-_Choice = TypeVar("_Choice", bound=StrEnum)
-
-
-def _typed(value: Any) -> str:
-    """A value and its TOML type, for "must be ..., got ..." messages."""
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f'"{shown}" (a string)'
-    if isinstance(value, int | float):
-        return f"{value} (a number)"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, datetime | date | time):
-        return f"{value.isoformat()} (a date/time)"
-    return type(value).__name__
 
 
 def _quoted(names: list[str]) -> str:
     return ", ".join(f'"{name}"' for name in names)
 
 
-@dataclass(frozen=True)
-class _Table:
-    """A table being checked: its data, where it is, and how messages name it."""
-
-    data: dict[str, Any]
-    where: Location
-    label: str  # prefix of field names in messages: "", "analysis.", 'variant "a": '
-
-    def at(self, field: str) -> Location:
-        return (*self.where, field)
-
-
-class Checker:
+class Checker(FieldChecker):
     """Reads one parsed file into an :class:`Experiment`, collecting problems."""
-
-    def __init__(self, path: str, lines: KeyLines) -> None:
-        self.path = path
-        self.lines = lines
-        self.problems: list[Problem] = []
-
-    def problem(self, where: Location, message: str) -> None:
-        self.problems.append(Problem(self.path, self.lines.line_of(where), message))
 
     # -- the experiment -------------------------------------------------
 
     def experiment(self, data: dict[str, Any], file_stem: str) -> Experiment | None:
-        top = _Table(data, (), "")
+        top = Table(data, (), "")
         self.unknown_fields(top, TOP_LEVEL_FIELDS)
         key = self.key(top, EXPERIMENT_KEY, "lowercase letters, digits and -")
         if key is not None and key != file_stem:
@@ -132,7 +89,7 @@ class Checker:
         )  # fmt: skip
 
     def control_and_winner(
-        self, top: _Table, variants: list[Variant], status: Status | None
+        self, top: Table, variants: list[Variant], status: Status | None
     ) -> tuple[str | None, str | None]:
         keys = [variant.key for variant in variants]
         control = self.text(top, "control")
@@ -150,14 +107,14 @@ class Checker:
 
     # -- variants and goals ---------------------------------------------
 
-    def items(self, data: dict[str, Any], field: str, least: int) -> list[_Table]:
+    def items(self, data: dict[str, Any], field: str, least: int) -> list[Table]:
         """The tables of the array ``field`` (``[[variants]]``, ``[[goals]]``)."""
         if field not in data:
             self.problem((), f"missing required field '{field}' (add [[{field}]] tables)")
             return []
         items = data[field]
         if not isinstance(items, list):
-            self.problem((field,), f"{field} must be an array of tables, got {_typed(items)}")
+            self.problem((field,), f"{field} must be an array of tables, got {typed(items)}")
             return []
         if len(items) < least:
             what = "at least two variants (the control and a challenger)" if least > 1 else "a goal"
@@ -167,12 +124,12 @@ class Checker:
         for index, item in enumerate(items):
             label = f"{singular} #{index + 1}: "
             if not isinstance(item, dict):
-                self.problem((field, index), f"{label}must be a table, got {_typed(item)}")
+                self.problem((field, index), f"{label}must be a table, got {typed(item)}")
                 continue
             key = item.get("key")
             if isinstance(key, str):
                 label = f'{singular} "{key}": '
-            tables.append(_Table(item, (field, index), label))
+            tables.append(Table(item, (field, index), label))
         return tables
 
     def variants(self, data: dict[str, Any], kind: ExperimentKind | None) -> list[Variant]:
@@ -192,7 +149,7 @@ class Checker:
                 variants.append(Variant(key, weight, content, template, url))
         return variants
 
-    def kind_fields(self, table: _Table, kind: ExperimentKind) -> None:
+    def kind_fields(self, table: Table, kind: ExperimentKind) -> None:
         needed = KIND_FIELD[kind]
         if needed not in table.data:
             example = KIND_EXAMPLE[kind]
@@ -230,7 +187,7 @@ class Checker:
                 goals.append(Goal(key, kind, value, index in primaries))
         return goals
 
-    def unique(self, table: _Table, key: str | None, seen: dict[str, str], what: str) -> None:
+    def unique(self, table: Table, key: str | None, seen: dict[str, str], what: str) -> None:
         if key is None:
             return
         if key in seen:
@@ -240,19 +197,19 @@ class Checker:
 
     # -- fields of variants ---------------------------------------------
 
-    def content(self, table: _Table) -> dict[str, Any] | None:
+    def content(self, table: Table) -> dict[str, Any] | None:
         if "content" not in table.data:
             return None
         content = table.data["content"]
         if not isinstance(content, dict):
             self.problem(
-                table.at("content"), f"{table.label}content must be a table, got {_typed(content)}"
+                table.at("content"), f"{table.label}content must be a table, got {typed(content)}"
             )
             return None
         self.json_data(table, content, ("content",))
         return content
 
-    def json_data(self, table: _Table, value: Any, path: tuple[str | int, ...]) -> None:
+    def json_data(self, table: Table, value: Any, path: tuple[str | int, ...]) -> None:
         """Content is served as JSON: no dates, no inf or nan."""
         if isinstance(value, dict):
             for name, item in value.items():
@@ -267,10 +224,10 @@ class Checker:
             self.problem(
                 (*table.where, *path),
                 f"{table.label}{name[1:]} must be text, a finite number, a boolean, "
-                f"an array or a table (content is sent as JSON), got {_typed(value)}",
+                f"an array or a table (content is sent as JSON), got {typed(value)}",
             )
 
-    def template(self, table: _Table) -> str | None:
+    def template(self, table: Table) -> str | None:
         template = self.text(table, "template")
         if template is None:
             return None
@@ -287,7 +244,7 @@ class Checker:
             return None
         return template
 
-    def url(self, table: _Table) -> str | None:
+    def url(self, table: Table) -> str | None:
         url = self.text(table, "url")
         if url is None:
             return None
@@ -307,9 +264,9 @@ class Checker:
     def analysis(self, data: dict[str, Any]) -> AnalysisSettings | None:
         settings = data.get("analysis", {})
         if not isinstance(settings, dict):
-            self.problem(("analysis",), f"analysis must be a table, got {_typed(settings)}")
+            self.problem(("analysis",), f"analysis must be a table, got {typed(settings)}")
             return None
-        table = _Table(settings, ("analysis",), "analysis.")
+        table = Table(settings, ("analysis",), "analysis.")
         self.unknown_fields(table, tuple(ANALYSIS_DEFAULTS))
         method = self.choice(table, "method", Method, ANALYSIS_DEFAULTS["method"])
         alpha = self.setting(table, "alpha", lambda x: 0 < x < 1, "> 0 and < 1")
@@ -336,28 +293,13 @@ class Checker:
         )
 
     def setting(
-        self, table: _Table, field: str, valid: Callable[[float], bool], rule: str
+        self, table: Table, field: str, valid: Callable[[float], bool], rule: str
     ) -> float | None:
         return self.ranged(table, field, ANALYSIS_DEFAULTS[field], valid, rule)
 
-    # -- single fields --------------------------------------------------
+    # -- keys -----------------------------------------------------------
 
-    def unknown_fields(self, table: _Table, known: tuple[str, ...]) -> None:
-        for field in table.data:
-            if field in known:
-                continue
-            close = difflib.get_close_matches(field, known, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
-            self.problem(table.at(field), f"{table.label}unknown field '{field}' ({hint})")
-
-    def missing(self, table: _Table, field: str) -> None:
-        self.problem(table.where, f"{table.label}missing required field '{field}'")
-
-    def wrong_type(self, table: _Table, field: str, expected: str) -> None:
-        got = _typed(table.data[field])
-        self.problem(table.at(field), f"{table.label}{field} must be {expected}, got {got}")
-
-    def key(self, table: _Table, pattern: re.Pattern[str], chars: str) -> str | None:
+    def key(self, table: Table, pattern: re.Pattern[str], chars: str) -> str | None:
         key = self.text(table, "key", required=True)
         if key is None:
             return None
@@ -368,73 +310,3 @@ class Checker:
             )
             return None
         return key
-
-    def text(
-        self, table: _Table, field: str, *, required: bool = False,
-        default: str | None = None, blank: bool = True,
-    ) -> str | None:  # fmt: skip
-        if field not in table.data:
-            if required:
-                self.missing(table, field)
-            return default
-        value = table.data[field]
-        if not isinstance(value, str):
-            self.wrong_type(table, field, "a string")
-            return None
-        if not blank and not value.strip():
-            self.problem(table.at(field), f"{table.label}{field} must not be empty")
-            return None
-        return value
-
-    def number(self, table: _Table, field: str, default: float) -> float | None:
-        value = table.data.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.wrong_type(table, field, "a number")
-            return None
-        if not math.isfinite(value):
-            self.wrong_type(table, field, "a finite number")
-            return None
-        return float(value)
-
-    def ranged(
-        self, table: _Table, field: str, default: float,
-        valid: Callable[[float], bool], rule: str,
-    ) -> float | None:  # fmt: skip
-        """A number that must satisfy ``valid``, described by ``rule`` ("> 0")."""
-        number = self.number(table, field, default)
-        if number is not None and not valid(number):
-            raw = table.data.get(field, default)
-            self.problem(table.at(field), f"{table.label}{field} must be {rule}, got {raw}")
-            return None
-        return number
-
-    def integer(self, table: _Table, field: str, default: int) -> int | None:
-        value = table.data.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.wrong_type(table, field, "a whole number")
-            return None
-        return value
-
-    def flag(self, table: _Table, field: str, default: bool | None) -> bool | None:
-        value = table.data.get(field, default)
-        if value is not None and not isinstance(value, bool):
-            self.wrong_type(table, field, "true or false")
-            return None
-        return value
-
-    def choice(
-        self, table: _Table, field: str, vocabulary: type[_Choice], default: _Choice | None
-    ) -> _Choice | None:
-        if field not in table.data:
-            if default is None:
-                self.missing(table, field)
-            return default
-        value = table.data[field]
-        if not isinstance(value, str):
-            self.wrong_type(table, field, allowed(vocabulary))
-            return None
-        try:
-            return vocabulary(value)
-        except ValueError:
-            self.wrong_type(table, field, allowed(vocabulary))
-            return None
