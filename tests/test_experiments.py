@@ -187,6 +187,8 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
     }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders
+    experiment.to_dict()["variants"][0]["content"]["text"] = "changed"
+    assert experiment.variants[0].content == {"text": "A"}  # a copy
 
 
 def test_content_may_nest_json_data(tmp_path: Path) -> None:

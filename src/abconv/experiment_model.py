@@ -10,8 +10,7 @@ holds an :class:`Experiment` may rely on the rules documented in
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,7 @@ class Variant:
     url: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "weight": self.weight,
-            "content": copy.deepcopy(self.content),
-            "template": self.template,
-            "url": self.url,
-        }
+        return asdict(self)  # a deep copy: content stays untouched
 
 
 @dataclass(frozen=True)
@@ -67,12 +60,7 @@ class Goal:
     primary: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "kind": str(self.kind),
-            "value": self.value,
-            "primary": self.primary,
-        }
+        return {**asdict(self), "kind": str(self.kind)}
 
 
 @dataclass(frozen=True)
@@ -89,15 +77,7 @@ class AnalysisSettings:
     power: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": str(self.method),
-            "alpha": self.alpha,
-            "chance_to_win": self.chance_to_win,
-            "max_expected_loss": self.max_expected_loss,
-            "min_visitors": self.min_visitors,
-            "mde": self.mde,
-            "power": self.power,
-        }
+        return {**asdict(self), "method": str(self.method)}
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,9 @@ class ExperimentRegistry:
     def _current(self) -> dict[str, Experiment]:
         checked_at = self._checked_at
         if checked_at is None:
-            self.refresh()  # the first look waits for the folder to be read
+            with self._lock:  # the first look waits for the folder to be read
+                if self._checked_at is None:
+                    self._scan()
         elif self._clock() - checked_at >= self.check_interval:
             # Another thread already scanning? Serve what we have meanwhile.
             if self._lock.acquire(blocking=False):
