@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from abconv import service
+from abconv import reports, service
 from abconv.inputs import conversion_input, require_object, require_visitor
 from abconv.web.auth import admin_required
 from abconv.web.cors import allow_cross_origin
@@ -76,6 +76,23 @@ def experiments() -> Response:
 @admin_required
 def experiment(key: str) -> Response:
     return jsonify(services().experiment(key).to_dict())
+
+
+@bp.get("/api/experiments/<key>/results")
+@admin_required
+def results(key: str) -> Response:
+    return jsonify(reports.results_document(services(), key))
+
+
+@bp.get("/api/experiments/<key>/results.csv")
+@admin_required
+def results_csv(key: str) -> Response:
+    text = reports.results_csv(reports.results_document(services(), key))
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{key}-results.csv"'},
+    )
 
 
 @bp.get("/healthz")

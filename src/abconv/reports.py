@@ -1,0 +1,108 @@
+"""Results of a live experiment: stored counts → the analysis → JSON or CSV.
+
+The counts are aggregated by the database per request (a scan of the
+experiment's rows); rollup tables will replace that when results become a
+hot page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from abconv.experiments import Experiment
+from abconv.service import Services
+from abconv.stats import analyze
+
+
+def results_document(services: Services, key: str) -> dict[str, Any]:
+    experiment = services.experiment(key)
+    store = services.store
+    data = analysis_input(
+        experiment, store.visitors_by_variant(key), store.conversions_by_variant(key)
+    )
+    return analyze(data)
+
+
+def analysis_input(
+    experiment: Experiment, visitors: dict[str, int], conversions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The ``abconv analyze`` input for an experiment's stored counts.
+
+    Rows of variants no longer in the file are left out.
+    """
+    by_goal_variant = {(row["goal"], row["variant"]): row for row in conversions}
+    return {
+        "experiment": experiment.key,
+        "control": experiment.control,
+        **experiment.analysis.to_dict(),
+        "variants": [
+            {"key": v.key, "weight": v.weight, "visitors": visitors.get(v.key, 0)}
+            for v in experiment.variants
+        ],
+        "goals": [
+            {
+                "key": goal.key,
+                "kind": str(goal.kind),
+                "primary": goal.primary,
+                "value": goal.value,
+                "counts": {
+                    v.key: _counts(by_goal_variant.get((goal.key, v.key)), goal.value)
+                    for v in experiment.variants
+                },
+            }
+            for goal in experiment.goals
+        ],
+    }
+
+
+def _counts(row: dict[str, Any] | None, with_value: bool) -> dict[str, float]:
+    counts: dict[str, float] = {"conversions": int(row["conversions"]) if row else 0}
+    if with_value:
+        counts["value_sum"] = float(row["value_sum"] or 0.0) if row else 0.0
+        counts["value_sum_squares"] = float(row["value_sum_squares"] or 0.0) if row else 0.0
+    return counts
+
+
+CSV_COLUMNS = [
+    "goal", "kind", "primary", "variant", "control", "visitors", "conversions", "rate",
+    "rate_ci_low", "rate_ci_high", "prob_best", "expected_loss", "abs_diff", "abs_diff_ci_low",
+    "abs_diff_ci_high", "rel_lift", "p_value", "p_value_adjusted", "chance_to_beat_control",
+    "value_sum", "value_per_visitor", "aov",
+]  # fmt: skip
+
+
+def results_csv(document: dict[str, Any]) -> str:
+    """One row per goal × variant; empty cells where a figure is undefined."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for goal in document["goals"]:
+        for variant in goal["variants"]:
+            versus = variant["vs_control"] or {}
+            value = variant["value"] or {}
+            writer.writerow(
+                {
+                    "goal": goal["key"], "kind": goal["kind"], "primary": goal["primary"],
+                    "variant": variant["key"], "control": variant["control"],
+                    "visitors": variant["visitors"], "conversions": variant["conversions"],
+                    "rate": variant["rate"],
+                    "rate_ci_low": _at(variant["rate_ci"], 0),
+                    "rate_ci_high": _at(variant["rate_ci"], 1),
+                    "prob_best": variant["prob_best"], "expected_loss": variant["expected_loss"],
+                    "abs_diff": versus.get("abs_diff"),
+                    "abs_diff_ci_low": _at(versus.get("abs_diff_ci"), 0),
+                    "abs_diff_ci_high": _at(versus.get("abs_diff_ci"), 1),
+                    "rel_lift": versus.get("rel_lift"), "p_value": versus.get("p_value"),
+                    "p_value_adjusted": versus.get("p_value_adjusted"),
+                    "chance_to_beat_control": versus.get("chance_to_beat_control"),
+                    "value_sum": value.get("sum"), "value_per_visitor": value.get("per_visitor"),
+                    "aov": value.get("aov"),
+                }
+            )  # fmt: skip
+    return out.getvalue()
+
+
+def _at(pair: list[float | None] | None, index: int) -> float | None:
+    return None if pair is None else pair[index]
