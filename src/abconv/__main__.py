@@ -1,0 +1,3 @@
+from abconv.cli import main
+
+main()
