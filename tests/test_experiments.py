@@ -372,9 +372,13 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     text = edited(VALID, 'kind = "cta"', 'kind = "cta"\ntrafic = 2')
     text = edited(text, SECOND_VARIANT, 'key = "b"\nweight = 0\n')
     text = edited(text, 'kind = "soft"', 'kind = "medium"')
-    found = problems(write(tmp_path, text))
-    assert len(found) == 3, found
-    assert [problem.split(": ", 1)[0].rsplit(":", 1)[1] for problem in found] == ["5", "14", "25"]
+    text = edited(text, 'status = "running"', 'status = "concluded"')  # reported late, line 3
+    text = edited(text, 'name = "Demo"\n', "")  # no line
+    with pytest.raises(ExperimentFileError) as caught:
+        load_experiment_file(write(tmp_path, text))
+    found = caught.value.problems
+    assert [problem.line for problem in found] == [None, 2, 4, 13, 24], found  # in file order
+    assert "missing required field 'name'" in found[0].message
 
 
 def test_unreadable_files_are_problems(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ def parse_experiment(text: str, path: str | Path) -> Experiment:
     checker = Checker(str(path), KeyLines(text))
     experiment = checker.experiment(data, Path(path).stem)
     if experiment is None:
-        raise ExperimentFileError(checker.problems)
+        # In file order; problems of the whole file (no line) first.
+        raise ExperimentFileError(sorted(checker.problems, key=lambda p: p.line or 0))
     return experiment
 
 
