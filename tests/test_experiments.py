@@ -6,6 +6,7 @@ import ast
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -649,6 +650,30 @@ def test_recently_modified_files_are_read_again_within_one_clock_tick(tmp_path: 
     os.utime(path, ns=(stamp, stamp))  # and the same timestamp
     demo = registry.get("demo")
     assert demo is not None and demo.name == "Demx"
+
+
+def test_readers_wait_for_the_first_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, VALID)
+    reading, finish = threading.Event(), threading.Event()
+
+    def slow_load(file: str | Path) -> Experiment:
+        reading.set()
+        finish.wait(5)
+        return load_experiment_file(file)
+
+    monkeypatch.setattr(experiments_module, "load_experiment_file", slow_load)
+    registry = ExperimentRegistry(tmp_path)
+    first = threading.Thread(target=registry.all)
+    first.start()
+    assert reading.wait(5)
+    seen: list[dict[str, Experiment]] = []
+    second = threading.Thread(target=lambda: seen.append(registry.all()))
+    second.start()
+    second.join(0.05)  # give it time to reach the registry while the first scan reads
+    finish.set()
+    first.join(5)
+    second.join(5)
+    assert [list(found) for found in seen] == [["demo"]]  # not the empty start
 
 
 # -- docs ----------------------------------------------------------------------

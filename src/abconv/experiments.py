@@ -95,30 +95,28 @@ class ExperimentRegistry:
         self._checked_at: float | None = None
         self._files: dict[str, _FileState] = {}
         self._folder_missing = False
-        # Replaced as a whole on each refresh, never changed in place, so
-        # readers need no lock.
-        self._experiments: dict[str, Experiment] = {}
-        self._running: tuple[Experiment, ...] = ()
+        # (by key, running ones): replaced as a whole on each refresh, never
+        # changed in place, so readers need no lock.
+        self._snapshot: tuple[dict[str, Experiment], tuple[Experiment, ...]] = ({}, ())
 
     def all(self) -> dict[str, Experiment]:
         """Every valid experiment by key (a copy; refreshed when due)."""
-        return dict(self._current())
+        return dict(self._current()[0])
 
     def get(self, key: str) -> Experiment | None:
         """The experiment ``key``, or ``None`` when no valid file defines it."""
-        return self._current().get(key)
+        return self._current()[0].get(key)
 
     def running(self) -> list[Experiment]:
         """The experiments with ``status = "running"``, sorted by key."""
-        self._current()
-        return list(self._running)
+        return list(self._current()[1])
 
     def refresh(self) -> None:
         """Look at the folder now, whatever the check interval says."""
         with self._lock:
             self._scan()
 
-    def _current(self) -> dict[str, Experiment]:
+    def _current(self) -> tuple[dict[str, Experiment], tuple[Experiment, ...]]:
         checked_at = self._checked_at
         if checked_at is None:
             with self._lock:  # the first look waits for the folder to be read
@@ -132,10 +130,10 @@ class ExperimentRegistry:
                         self._scan()
                 finally:
                     self._lock.release()
-        return self._experiments
+        return self._snapshot
 
     def _scan(self) -> None:
-        self._checked_at = self._clock()
+        started = self._clock()
         try:
             signatures = experiment_file_signatures(self.directory)
         except OSError as error:
@@ -147,7 +145,7 @@ class ExperimentRegistry:
                 )
             self._folder_missing = True
             self._files = {}
-            self._publish()
+            self._publish(started)
             return
         self._folder_missing = False
         files = {}
@@ -164,7 +162,7 @@ class ExperimentRegistry:
         for name in self._files.keys() - files.keys():
             self.logger.info("experiment file %s removed", self.directory / name)
         self._files = files
-        self._publish()
+        self._publish(started)
 
     def _read(self, name: str, old: _FileState | None) -> _FileState:
         """Load ``name`` again and log what changed."""
@@ -186,16 +184,16 @@ class ExperimentRegistry:
             self.logger.info("experiment file %s is valid again", path)
         return _FileState(None, experiment, ())
 
-    def _publish(self) -> None:
+    def _publish(self, started: float) -> None:
+        """Serve the files' experiments; only then count the scan as done,
+        so that no reader takes the empty start for the folder's content."""
         experiments = {
             state.experiment.key: state.experiment
             for state in self._files.values()
             if state.experiment is not None
         }
-        self._experiments = experiments
-        self._running = tuple(
-            sorted(
-                (e for e in experiments.values() if e.status is Status.RUNNING),
-                key=lambda e: e.key,
-            )
+        running = sorted(
+            (e for e in experiments.values() if e.status is Status.RUNNING), key=lambda e: e.key
         )
+        self._snapshot = (experiments, tuple(running))
+        self._checked_at = started
