@@ -55,7 +55,10 @@ def test_quadrature_matches_monte_carlo(arms: list[tuple[int, int]]) -> None:
 
 
 def miller_chance_to_beat(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
-    """P(p_t > p_c) in closed form for integer a_t (Miller 2015, 'Formulas for Bayesian A/B testing')."""
+    """P(p_t > p_c) in closed form for integer a_t.
+
+    Source: Miller (2015), "Formulas for Bayesian A/B testing".
+    """
     i = np.arange(a_t)
     terms = (
         special.betaln(a_c + i, b_c + b_t)
@@ -68,7 +71,12 @@ def miller_chance_to_beat(a_t: int, b_t: int, a_c: int, b_c: int) -> float:
 
 @pytest.mark.parametrize(
     ("treatment", "control"),
-    [((1000, 65), (1000, 50)), ((100, 3), (120, 3)), ((5000, 260), (5000, 250)), ((50, 0), (40, 1))],
+    [
+        ((1000, 65), (1000, 50)),
+        ((100, 3), (120, 3)),
+        ((5000, 260), (5000, 250)),
+        ((50, 0), (40, 1)),
+    ],
 )
 def test_two_arm_chance_matches_closed_form(
     treatment: tuple[int, int], control: tuple[int, int]

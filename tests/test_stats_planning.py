@@ -15,9 +15,16 @@ from abconv.stats.planning import Plan, alternative_rate, plan, two_proportion_s
 
 @pytest.mark.parametrize(
     ("baseline", "mde", "alpha", "power"),
-    [(0.05, 0.10, 0.05, 0.8), (0.2, 0.05, 0.05, 0.9), (0.01, 0.5, 0.1, 0.8), (0.5, 0.2, 0.01, 0.95)],
+    [
+        (0.05, 0.10, 0.05, 0.8),
+        (0.2, 0.05, 0.05, 0.9),
+        (0.01, 0.5, 0.1, 0.8),
+        (0.5, 0.2, 0.01, 0.95),
+    ],
 )
-def test_sample_size_matches_statsmodels(baseline: float, mde: float, alpha: float, power: float) -> None:
+def test_sample_size_matches_statsmodels(
+    baseline: float, mde: float, alpha: float, power: float
+) -> None:
     diff = baseline * mde
     # source: statsmodels samplesize_proportions_2indep_onetail(diff, prop2, power, alpha,
     # alternative="two-sided"): the same normal approximation, not rounded up

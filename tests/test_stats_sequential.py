@@ -28,7 +28,9 @@ def test_mixture_rho_closed_form() -> None:
     assert mixture_rho(0.05, 5000) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("estimate", "variance", "visitors"), [(0.01, 4e-5, 2000), (-3.0, 2.5, 150)])
+@pytest.mark.parametrize(
+    ("estimate", "variance", "visitors"), [(0.01, 4e-5, 2000), (-3.0, 2.5, 150)]
+)
 def test_confidence_sequence_closed_form(estimate: float, variance: float, visitors: int) -> None:
     rho2 = mixture_rho(ALPHA) ** 2
     scaled = visitors * rho2
@@ -107,7 +109,9 @@ def test_analyze_reports_the_sequential_figures() -> None:
     comparison = analyze(data)["goals"][0]["variants"][1]["vs_control"]
     pt, pc = 250 / 4000, 200 / 4000
     variance = (pt * (1 - pt) + pc * (1 - pc)) / 4000
-    assert comparison["p_value"] == pytest.approx(always_valid_p_value(pt - pc, variance, 8000, ALPHA))
+    assert comparison["p_value"] == pytest.approx(
+        always_valid_p_value(pt - pc, variance, 8000, ALPHA)
+    )
     assert comparison["abs_diff_ci"] == pytest.approx(
         list(confidence_sequence(pt - pc, variance, 8000, ALPHA))
     )

@@ -63,7 +63,7 @@ def decide(settings: Settings, goals: Sequence[GoalResult], srm: Srm, plan: Plan
         return Decision(
             DecisionStatus.INVALID,
             None,
-            f"Sample ratio mismatch (p = {_p(srm.p_value)}): visitors are not split as the "
+            f"Sample ratio mismatch (p {_p(srm.p_value)}): visitors are not split as the "
             "weights say, so these results cannot be trusted. Check the assignment and "
             "bot filtering.",
         )
@@ -136,14 +136,15 @@ def _frequentist(settings: Settings, primary: GoalResult, plan: Plan) -> Win | D
         return Win(
             winner,
             f"{_lift(comparison)} vs '{control.key}' on {primary.key} "
-            f"(adjusted p = {_p(comparison.p_value_adjusted)}).",
+            f"(adjusted p {_p(comparison.p_value_adjusted)}).",
         )
     worse = [c for _, c in compared if _significant(c, alpha) and (c.abs_diff or 0.0) < 0.0]
     if compared and len(worse) == len(compared):
         weakest = max(c.p_value_adjusted or 0.0 for c in worse)
         return Win(
             control,
-            f"every other variant converts worse on {primary.key} (adjusted p <= {_p(weakest)}).",
+            f"every other variant converts worse on {primary.key} "
+            f"(largest adjusted p {_p(weakest)}).",
         )
     smallest = min(
         (c.p_value_adjusted for _, c in compared if c.p_value_adjusted is not None), default=None
@@ -153,7 +154,7 @@ def _frequentist(settings: Settings, primary: GoalResult, plan: Plan) -> Win | D
             DecisionStatus.NO_DIFFERENCE,
             None,
             f"No significant difference on {primary.key} at the planned sample size "
-            f"(smallest adjusted p = {_p(smallest)}). Keep '{control.key}'.",
+            f"(smallest adjusted p {_p(smallest)}). Keep '{control.key}'.",
         )
     if compared and all(_within_mde(c, settings.mde) for _, c in compared):
         return Decision(
@@ -164,7 +165,7 @@ def _frequentist(settings: Settings, primary: GoalResult, plan: Plan) -> Win | D
         )
     return _keep_running(
         f"Keep running: no significant difference on {primary.key} yet "
-        f"(smallest adjusted p = {_p(smallest)})."
+        f"(smallest adjusted p {_p(smallest)})."
     )
 
 
@@ -177,12 +178,11 @@ def _guarded(
             continue
         harm = _harm(settings, goal, winner.key)
         if harm is not None:
+            advice = (
+                "weigh both before deciding" if winner.control else f"keep '{primary.control.key}'"
+            )
             return _keep_running(
-                f"'{winner.key}' wins {primary.key} but {harm} on {goal.key} (hard goal): "
-                f"keep '{primary.control.key}'."
-                if not winner.control
-                else f"'{winner.key}' wins {primary.key} but {harm} on {goal.key} (hard goal): "
-                "weigh both before deciding."
+                f"'{winner.key}' wins {primary.key} but {harm} on {goal.key} (hard goal): {advice}."
             )
     verb = "Keep" if winner.control else "Ship"
     return Decision(DecisionStatus.WINNER, winner.key, f"{verb} '{winner.key}': {win.evidence}")
@@ -193,26 +193,30 @@ def _harm(settings: Settings, goal: GoalResult, winner_key: str) -> str | None:
     winner = next(v for v in goal.variants if v.key == winner_key)
     if winner.vs_control is not None:
         aspect = _likely_worse(settings, winner.vs_control, sign=1.0)
-        return None if aspect is None else f"is probably worse on {aspect}"
+        if aspect is None:
+            return None
+        return "is probably worse" if aspect == "rate" else "probably earns less per visitor"
     for treatment in goal.treatments:
         if treatment.vs_control is not None:
             aspect = _likely_worse(settings, treatment.vs_control, sign=-1.0)
-            if aspect is not None:
-                return f"'{treatment.key}' is probably better on {aspect}"
+            if aspect == "rate":
+                return f"'{treatment.key}' is probably better"
+            if aspect == "value":
+                return f"'{treatment.key}' probably earns more per visitor"
     return None
 
 
 def _likely_worse(settings: Settings, comparison: Comparison, sign: float) -> str | None:
-    """Which aspect (rate or value) is likely worse; ``sign=-1`` judges the control instead."""
+    """``"rate"``, ``"value"`` (per visitor) or ``None``; ``sign=-1`` judges the control."""
     if _worse(
         settings, comparison.chance_to_beat_control, comparison.p_value, comparison.abs_diff, sign
     ):
-        return "the conversion rate"
+        return "rate"
     value = comparison.value
     if value is not None and _worse(
         settings, value.chance_to_beat_control, value.p_value, value.diff, sign
     ):
-        return "value per visitor"
+        return "value"
     return None
 
 
@@ -256,7 +260,7 @@ def _percent(probability: float) -> str:
 
 def _loss(loss: float) -> str:
     """Expected loss in conversion-rate points: ``0.0002 -> "0.02 %"``."""
-    return "< 0.01 %" if 0.0 < loss < 0.00005 else f"{loss * 100:.2f} %"
+    return "< 0.01 %" if 0.0 < loss < 0.0001 else f"{loss * 100:.3g} %"
 
 
 def _lift(comparison: Comparison) -> str:
@@ -266,6 +270,7 @@ def _lift(comparison: Comparison) -> str:
 
 
 def _p(p_value: float | None) -> str:
+    """A p-value with its relation: ``"= 0.031"``, ``"< 0.0001"`` or ``"n/a"``."""
     if p_value is None:
         return "n/a"
-    return f"{p_value:.2g}" if p_value >= 0.0001 else "< 0.0001"
+    return f"= {p_value:.2g}" if p_value >= 0.0001 else "< 0.0001"

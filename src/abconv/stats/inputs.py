@@ -19,6 +19,12 @@ from abconv.vocabulary import GoalKind, Method, allowed
 
 E = TypeVar("E", bound=StrEnum)
 
+MAX_COUNT = 10**15
+"""Largest visitor or conversion count accepted (keeps every float finite)."""
+
+MAX_VALUE = 1e100
+"""Largest ``value_sum`` or ``value_sum_squares`` accepted (squares stay finite)."""
+
 RELATIVE_TOLERANCE = 1e-9
 """Slack for rounding in ``value_sum_squares`` consistency checks."""
 
@@ -187,8 +193,10 @@ def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> Goa
         return GoalCounts(conversions)
     total = _number(entry.get("value_sum"), f"{where}.value_sum")
     squares = _number(entry.get("value_sum_squares"), f"{where}.value_sum_squares")
-    _check_range(total, f"{where}.value_sum", total >= 0.0, ">= 0")
-    _check_range(squares, f"{where}.value_sum_squares", squares >= 0.0, ">= 0")
+    _check_range(total, f"{where}.value_sum", 0.0 <= total <= MAX_VALUE, "in [0, 1e100]")
+    _check_range(
+        squares, f"{where}.value_sum_squares", 0.0 <= squares <= MAX_VALUE, "in [0, 1e100]"
+    )
     _check_value_consistency(where, conversions, total, squares)
     return GoalCounts(conversions, total, squares)
 
@@ -245,6 +253,8 @@ def _count(raw: Any, where: str) -> int:
         value = _number(raw, where)
     if value < 0 or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"{where}: must be a whole number >= 0, got {raw}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{where}: must be at most {MAX_COUNT:.0e}, got {raw}")
     return int(value)
 
 

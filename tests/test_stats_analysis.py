@@ -1,0 +1,264 @@
+"""The results document: shape, figures wired to the right procedures, degenerate inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from scipy import stats
+from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+
+from abconv.stats import analyze
+
+METHODS = ["bayesian", "frequentist", "sequential"]
+
+
+def shop(method: str = "bayesian") -> dict[str, Any]:
+    return {
+        "experiment": "homepage-cta",
+        "method": method,
+        "variants": [
+            {"key": "trial", "weight": 1, "visitors": 5000},
+            {"key": "guide", "weight": 1, "visitors": 5020},
+            {"key": "video", "weight": 1, "visitors": 4990},
+        ],
+        "goals": [
+            {
+                "key": "purchase",
+                "kind": "hard",
+                "primary": True,
+                "value": True,
+                "counts": {
+                    "trial": {
+                        "conversions": 250,
+                        "value_sum": 24950.0,
+                        "value_sum_squares": 3.06e6,
+                    },
+                    "guide": {"conversions": 310, "value_sum": 30100.0, "value_sum_squares": 3.5e6},
+                    "video": {"conversions": 240, "value_sum": 25000.0, "value_sum_squares": 3.1e6},
+                },
+            },
+            {
+                "key": "newsletter",
+                "kind": "soft",
+                "counts": {
+                    "trial": {"conversions": 400},
+                    "guide": {"conversions": 380},
+                    "video": {"conversions": 450},
+                },
+            },
+        ],
+    }
+
+
+def assert_plain_json(node: Any, where: str = "$") -> None:
+    """Only JSON types (exactly: no numpy scalars, no bool posing as a number), no NaN."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            assert type(key) is str
+            assert_plain_json(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            assert_plain_json(value, f"{where}[{index}]")
+    else:
+        assert type(node) in (str, int, float, bool, type(None)), f"{where}: {type(node)}"
+        if type(node) is float:
+            assert math.isfinite(node), where
+
+
+def check_document(document: dict[str, Any]) -> None:
+    assert_plain_json(document)
+    json.dumps(document, allow_nan=False)
+    assert list(document) == ["experiment", "method", "alpha", "srm", "goals", "decision", "plan"]
+    for goal in document["goals"]:
+        assert list(goal) == ["key", "kind", "primary", "variants"]
+        for variant in goal["variants"]:
+            assert list(variant) == [
+                "key", "control", "visitors", "conversions", "rate", "rate_ci",
+                "prob_best", "expected_loss", "value", "vs_control",
+            ]  # fmt: skip
+            assert (variant["vs_control"] is None) == variant["control"]
+            if variant["vs_control"] is not None:
+                assert list(variant["vs_control"]) == [
+                    "abs_diff", "abs_diff_ci", "rel_lift", "rel_lift_ci", "p_value",
+                    "p_value_adjusted", "chance_to_beat_control", "value",
+                ]  # fmt: skip
+    assert set(document["decision"]) == {"status", "winner", "reason"}
+    assert set(document["plan"]) == {"visitors_needed_per_variant", "progress"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_document_shape(method: str) -> None:
+    document = analyze(shop(method))
+    check_document(document)
+    assert document["method"] == method and document["alpha"] == 0.05
+    purchase = document["goals"][0]
+    assert purchase["primary"] and purchase["kind"] == "hard"
+    assert [v["key"] for v in purchase["variants"]] == ["trial", "guide", "video"]
+    assert document["goals"][1]["variants"][0]["value"] is None
+    assert document["goals"][1]["variants"][1]["vs_control"]["value"] is None
+
+
+def test_figures_come_from_the_documented_procedures() -> None:
+    document = analyze(shop("frequentist"))
+    trial, guide, video = document["goals"][0]["variants"]
+    # source: statsmodels proportion_confint(method="wilson")
+    assert guide["rate_ci"] == pytest.approx(list(proportion_confint(310, 5020, method="wilson")))
+    assert guide["rate"] == pytest.approx(310 / 5020)
+    # source: statsmodels proportions_ztest, then Holm by hand over the two treatments
+    _, p_guide = proportions_ztest([310, 250], [5020, 5000])
+    _, p_video = proportions_ztest([240, 250], [4990, 5000])
+    low, high = sorted([p_guide, p_video])
+    assert guide["vs_control"]["p_value"] == pytest.approx(p_guide)
+    assert guide["vs_control"]["p_value_adjusted"] == pytest.approx(min(1, 2 * low))
+    assert video["vs_control"]["p_value_adjusted"] == pytest.approx(max(2 * low, high))
+    assert guide["vs_control"]["rel_lift"] == pytest.approx((310 / 5020) / (250 / 5000) - 1)
+    # value: sum / n, sum / conversions, Welch from scipy
+    assert trial["value"]["per_visitor"] == pytest.approx(24950 / 5000)
+    assert trial["value"]["aov"] == pytest.approx(24950 / 250)
+    sd = [
+        math.sqrt((ss - s * s / n) / (n - 1))
+        for n, s, ss in [(5020, 30100, 3.5e6), (5000, 24950, 3.06e6)]
+    ]
+    _, p_value = stats.ttest_ind_from_stats(
+        30100 / 5020, sd[0], 5020, 24950 / 5000, sd[1], 5000, equal_var=False
+    )
+    assert guide["vs_control"]["value"]["p_value"] == pytest.approx(p_value)
+    assert guide["vs_control"]["value"]["diff"] == pytest.approx(30100 / 5020 - 24950 / 5000)
+    se = math.hypot(sd[0] / math.sqrt(5020), sd[1] / math.sqrt(5000))
+    chance = stats.norm.cdf((30100 / 5020 - 24950 / 5000) / se)  # source: normal approx, flat prior
+    assert guide["vs_control"]["value"]["chance_to_beat_control"] == pytest.approx(chance)
+    assert sum(v["prob_best"] for v in document["goals"][0]["variants"]) == pytest.approx(1.0)
+    assert min(v["expected_loss"] for v in document["goals"][0]["variants"]) >= 0.0
+    # source: scipy chisquare against equal weights
+    _, srm_p = stats.chisquare([5000, 5020, 4990])
+    assert document["srm"] == {"p_value": pytest.approx(srm_p), "flag": False}
+
+
+def test_control_named_explicitly() -> None:
+    data = shop()
+    data["control"] = "guide"
+    variants = analyze(data)["goals"][0]["variants"]
+    assert [v["control"] for v in variants] == [False, True, False]
+    assert variants[0]["vs_control"]["abs_diff"] == pytest.approx(250 / 5000 - 310 / 5020)
+
+
+def two_arms(visitors: tuple[int, int], goals: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    return {
+        "experiment": "edge",
+        "method": method,
+        "variants": [{"key": "a", "visitors": visitors[0]}, {"key": "b", "visitors": visitors[1]}],
+        "goals": goals,
+    }
+
+
+def binary(a: int, b: int) -> dict[str, Any]:
+    return {"key": "g", "counts": {"a": {"conversions": a}, "b": {"conversions": b}}}
+
+
+def valued(a: tuple[int, float, float], b: tuple[int, float, float]) -> dict[str, Any]:
+    def counts(c: tuple[int, float, float]) -> dict[str, Any]:
+        return {"conversions": c[0], "value_sum": c[1], "value_sum_squares": c[2]}
+
+    return {"key": "v", "value": True, "counts": {"a": counts(a), "b": counts(b)}}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_visitors(method: str) -> None:
+    document = analyze(two_arms((0, 0), [valued((0, 0.0, 0.0), (0, 0.0, 0.0))], method))
+    check_document(document)
+    a, b = document["goals"][0]["variants"]
+    assert a["rate"] is None and a["rate_ci"] is None
+    assert b["vs_control"]["abs_diff"] is None and b["vs_control"]["p_value"] is None
+    assert a["value"] == {"sum": 0.0, "per_visitor": None, "per_visitor_ci": None, "aov": None}
+    assert b["vs_control"]["value"] == {
+        "diff": None, "diff_ci": None, "p_value": None, "chance_to_beat_control": None,
+    }  # fmt: skip
+    assert b["vs_control"]["chance_to_beat_control"] == pytest.approx(0.5, abs=1e-6)
+    assert document["srm"] == {"p_value": None, "flag": False}
+    assert document["plan"] == {"visitors_needed_per_variant": None, "progress": None}
+    assert document["decision"]["status"] == "keep_running"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_conversions_at_all(method: str) -> None:
+    document = analyze(two_arms((500, 500), [binary(0, 0)], method))
+    check_document(document)
+    a, b = document["goals"][0]["variants"]
+    assert a["rate"] == 0.0 and a["rate_ci"][0] == 0.0
+    assert b["vs_control"]["rel_lift"] is None and b["vs_control"]["rel_lift_ci"] is None
+    assert b["vs_control"]["p_value"] is None and b["vs_control"]["p_value_adjusted"] is None
+    assert b["vs_control"]["abs_diff_ci"] == [0.0, 0.0]
+    assert document["plan"]["visitors_needed_per_variant"] is None
+    assert document["decision"]["winner"] is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_everyone_converts(method: str) -> None:
+    document = analyze(two_arms((300, 300), [binary(300, 300)], method))
+    check_document(document)
+    a, b = document["goals"][0]["variants"]
+    assert a["rate"] == 1.0 and a["rate_ci"][1] == 1.0
+    assert b["vs_control"]["rel_lift"] == 0.0
+    assert document["plan"]["visitors_needed_per_variant"] is not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_variant(method: str) -> None:
+    data = {
+        "experiment": "solo",
+        "method": method,
+        "variants": [{"key": "a", "visitors": 1000}],
+        "goals": [{"key": "g", "counts": {"a": {"conversions": 30}}}],
+    }
+    document = analyze(data)
+    check_document(document)
+    only = document["goals"][0]["variants"][0]
+    assert only["prob_best"] == 1.0 and only["expected_loss"] == 0.0
+    assert document["srm"]["p_value"] is None
+    assert document["decision"]["status"] == "keep_running"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_value_goal_without_orders_and_zero_variance(method: str) -> None:
+    no_orders = analyze(two_arms((400, 400), [valued((0, 0.0, 0.0), (0, 0.0, 0.0))], method))
+    check_document(no_orders)
+    comparison = no_orders["goals"][0]["variants"][1]["vs_control"]["value"]
+    assert comparison["diff"] == 0.0 and comparison["p_value"] is None
+    assert comparison["chance_to_beat_control"] is None
+    # every visitor converts with the same value: zero variance in both arms
+    flat = analyze(two_arms((10, 10), [valued((10, 50.0, 250.0), (10, 50.0, 250.0))], method))
+    check_document(flat)
+    variant = flat["goals"][0]["variants"][1]
+    assert variant["value"]["per_visitor_ci"] == [5.0, 5.0]
+    assert variant["vs_control"]["value"]["p_value"] is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_extreme_but_valid_counts(method: str) -> None:
+    document = analyze(two_arms((10**12, 1), [binary(10**11, 1)], method))
+    check_document(document)
+
+
+def test_same_input_same_output() -> None:
+    assert analyze(shop()) == analyze(shop())
+
+
+def test_stats_package_loads_no_framework() -> None:
+    script = (
+        "import sys\n"
+        "import abconv.stats\n"
+        "from abconv.stats import analysis, bayesian, decision, frequentist, inputs, planning\n"
+        "from abconv.stats import results, sequential\n"
+        "abconv.stats.analyze({'experiment': 'x', 'variants': [{'key': 'a', 'visitors': 1}],\n"
+        "    'goals': [{'key': 'g', 'counts': {'a': {'conversions': 1}}}]})\n"
+        "print(sorted(m for m in ('flask', 'sqlmodel', 'sqlalchemy') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
