@@ -78,7 +78,7 @@ def analyze(counts_file: click.utils.LazyFile) -> None:
 
     try:
         data = json.load(counts_file)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         click.echo(f"error: {counts_file.name}: not valid JSON: {exc}", err=True)
         sys.exit(1)
     try:
