@@ -4,7 +4,7 @@
 :mod:`abconv.experiments` keeps the current ones of a folder; everything else
 reads them. Values are validated once, when the file is loaded, so code that
 holds an :class:`Experiment` may rely on the rules documented in
-``docs/experiment-files.md`` (at least two variants, exactly one primary goal,
+the README (section "Experiment files") (at least two variants, exactly one primary goal,
 ``control`` and ``winner`` naming variants, ...).
 """
 

@@ -2,7 +2,7 @@
 
 :class:`Checker` turns the data of one file into an :class:`Experiment` or
 collects every problem it has, each placed on a line by
-:mod:`abconv.toml_lines`. ``docs/experiment-files.md`` states the rules for
+:mod:`abconv.toml_lines`. the README (section "Experiment files") states the rules for
 people; keep the two together.
 """
 

@@ -4,7 +4,7 @@ The public face of experiment files: the values (:class:`Experiment`,
 :class:`Variant`, :class:`Goal`, :class:`AnalysisSettings`), the loaders
 (:func:`load_experiment_file`, :func:`check_directory`) and
 :class:`ExperimentRegistry`, which keeps the current experiments of a folder
-for a running server. The format is described in ``docs/experiment-files.md``.
+for a running server. The format is described in the README (section "Experiment files").
 """
 
 from __future__ import annotations
