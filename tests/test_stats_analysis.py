@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from abconv.stats import analyze
+from abconv.stats.inputs import Settings
+from abconv.vocabulary import DecisionStatus
 
 METHODS = ["bayesian", "frequentist", "sequential"]
 
@@ -262,3 +265,26 @@ def test_stats_package_loads_no_framework() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def field_names(node: Any, prefix: str = "") -> set[str]:
+    """Every key of a document, dotted below ``value`` and ``vs_control`` to tell them apart."""
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            names.add(key)
+            names |= field_names(value, key)
+    elif isinstance(node, list):
+        for item in node:
+            names |= field_names(item, prefix)
+    return names
+
+
+def test_docs_name_every_field_and_setting() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "analysis.md").read_text()
+    document = analyze(shop())
+    for name in field_names(document) | set(Settings.__dataclass_fields__):
+        spellings = (f"`{name}`", f".{name}`", f"`{name}.", f"`{name}[].", f".{name}.")
+        assert any(spelling in docs for spelling in spellings), name
+    for status in DecisionStatus:
+        assert f"`{status}`" in docs, status
