@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from abconv.cli import cli
+from tests.test_stats_analysis import shop
 
-COUNTS: dict[str, Any] = {
-    "experiment": "homepage-cta",
-    "variants": [{"key": "trial", "visitors": 1000}, {"key": "guide", "visitors": 1010}],
-    "goals": [
-        {
-            "key": "purchase",
-            "kind": "hard",
-            "primary": True,
-            "value": True,
-            "counts": {
-                "trial": {"conversions": 50, "value_sum": 4990.0, "value_sum_squares": 612000.0},
-                "guide": {"conversions": 61, "value_sum": 6100.0, "value_sum_squares": 700000.0},
-            },
-        }
-    ],
-}
+COUNTS = shop()
 
 
 @pytest.fixture
@@ -42,7 +27,7 @@ def test_valid_file_prints_the_document(runner: CliRunner, tmp_path: Path) -> No
     document = json.loads(result.stdout)
     assert document["experiment"] == "homepage-cta"
     assert document["decision"]["status"] in {"keep_running", "winner", "no_difference"}
-    assert [v["key"] for v in document["goals"][0]["variants"]] == ["trial", "guide"]
+    assert [v["key"] for v in document["goals"][0]["variants"]] == ["trial", "guide", "video"]
 
 
 def test_stdin(runner: CliRunner) -> None:
@@ -55,10 +40,10 @@ def test_stdin(runner: CliRunner) -> None:
 
 def test_invalid_input_exits_1_with_the_reason(runner: CliRunner) -> None:
     bad = json.loads(json.dumps(COUNTS))
-    bad["goals"][0]["counts"]["guide"]["conversions"] = 2000
+    bad["goals"][0]["counts"]["guide"]["conversions"] = 6000
     result = runner.invoke(cli, ["analyze", "-"], input=json.dumps(bad))
     assert result.exit_code == 1
-    assert "error: goals[0].counts.guide.conversions: 2000 exceeds visitors 1010" in result.stderr
+    assert "error: goals[0].counts.guide.conversions: 6000 exceeds visitors 5020" in result.stderr
     assert result.stdout == ""
 
 
