@@ -79,6 +79,18 @@ def test_bayesian_multi_arm_winner_uses_prob_best() -> None:
     assert verdict["winner"] == "b" and "chance to be the best of 3" in verdict["reason"]
 
 
+def test_bayesian_two_equally_good_treatments_still_name_a_winner() -> None:
+    data = experiment(
+        {"a": 40_000, "b": 40_000, "c": 40_000},
+        goal("buy", {"a": 2000, "b": 2400, "c": 2400}, primary=True),
+    )
+    document = analyze(data)
+    assert [v["prob_best"] < 0.95 for v in document["goals"][0]["variants"]] == [True] * 3
+    verdict = document["decision"]
+    assert verdict["status"] == "winner" and verdict["winner"] in {"b", "c"}
+    assert "chance to beat 'a' on buy, and no other variant is clearly better" in verdict["reason"]
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_no_difference(method: str) -> None:
     visitors = {"a": 400_000, "b": 400_000}

@@ -7,10 +7,11 @@ Checks run in this order; the first that applies decides.
    than ``min_visitors`` visitors.
 3. The method's rule on the primary goal's conversion rate:
 
-   * ``bayesian``: the arm with the highest ``prob_best`` wins (the control
-     included) when ``prob_best >= chance_to_win`` and its
-     ``expected_loss <= max_expected_loss``.  With two arms ``prob_best``
-     of the treatment equals its ``chance_to_beat_control``.
+   * ``bayesian``: among the arms with ``expected_loss <= max_expected_loss``,
+     the one with the highest ``prob_best`` wins (the control included) when
+     ``prob_best >= chance_to_win``, or (a treatment) when its
+     ``chance_to_beat_control >= chance_to_win``.  With two arms both are
+     the same figure.
      ``no_difference`` when every arm's expected loss is at most
      ``max_expected_loss`` (whichever is kept, little is lost).
    * ``frequentist``: nothing before the planned sample size is reached in
@@ -87,18 +88,13 @@ def decide(settings: Settings, goals: Sequence[GoalResult], srm: Srm, plan: Plan
 
 
 def _bayesian(settings: Settings, primary: GoalResult) -> Win | Decision:
-    best = max(primary.variants, key=lambda v: v.prob_best)
+    ranked = sorted(primary.variants, key=lambda v: v.prob_best, reverse=True)
+    for candidate in ranked:
+        if candidate.expected_loss <= settings.max_expected_loss:
+            evidence = _bayesian_evidence(settings, primary, candidate)
+            if evidence is not None:
+                return Win(candidate, evidence)
     control = primary.control
-    if (
-        best.prob_best >= settings.chance_to_win
-        and best.expected_loss <= settings.max_expected_loss
-    ):
-        if len(primary.variants) == 2:
-            other = primary.treatments[0] if best.control else control
-            chance = f"{_percent(best.prob_best)} chance to beat '{other.key}'"
-        else:
-            chance = f"{_percent(best.prob_best)} chance to be the best of {len(primary.variants)}"
-        return Win(best, f"{chance} on {primary.key}; expected loss {_loss(best.expected_loss)}.")
     if all(v.expected_loss <= settings.max_expected_loss for v in primary.variants):
         return Decision(
             DecisionStatus.NO_DIFFERENCE,
@@ -106,12 +102,43 @@ def _bayesian(settings: Settings, primary: GoalResult) -> Win | Decision:
             f"No meaningful difference on {primary.key}: whichever variant you keep, the "
             f"expected loss is at most {_loss(settings.max_expected_loss)}. Keep '{control.key}'.",
         )
+    best = ranked[0]
     return _keep_running(
         f"Keep running: '{best.key}' leads on {primary.key} with "
         f"{_percent(best.prob_best)} chance to be best (needs {_percent(settings.chance_to_win)}) "
         f"and expected loss {_loss(best.expected_loss)} "
         f"(needs at most {_loss(settings.max_expected_loss)})."
     )
+
+
+def _bayesian_evidence(
+    settings: Settings, primary: GoalResult, variant: VariantResult
+) -> str | None:
+    """Why ``variant`` (with a small enough expected loss) wins, or ``None`` if it does not.
+
+    It wins when it is best with ``chance_to_win``, or, as a treatment, beats
+    the control with ``chance_to_win``: then the other arms that may be
+    better are better by less than ``max_expected_loss`` (two equally good
+    treatments must not keep the experiment running for ever).
+    """
+    loss = f"; expected loss {_loss(variant.expected_loss)}."
+    arms = len(primary.variants)
+    if variant.prob_best >= settings.chance_to_win:
+        if arms == 2:
+            other = primary.treatments[0] if variant.control else primary.control
+            return (
+                f"{_percent(variant.prob_best)} chance to beat '{other.key}' on {primary.key}{loss}"
+            )
+        return (
+            f"{_percent(variant.prob_best)} chance to be the best of {arms} on {primary.key}{loss}"
+        )
+    chance = None if variant.vs_control is None else variant.vs_control.chance_to_beat_control
+    if chance is not None and chance >= settings.chance_to_win:
+        return (
+            f"{_percent(chance)} chance to beat '{primary.control.key}' on {primary.key}, "
+            f"and no other variant is clearly better{loss}"
+        )
+    return None
 
 
 def _frequentist(settings: Settings, primary: GoalResult, plan: Plan) -> Win | Decision:
