@@ -91,6 +91,23 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._writer_lock = _SqliteWriterLock(self.url) if self.is_sqlite else None
+        # Built once: constructing statements per request costs more than running them.
+        self._select_exposures = sa.select(
+            EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+        ).where(EXPOSURE.c.visitor == sa.bindparam("visitor"))
+        self._insert_exposure = (
+            self._insert(EXPOSURE)
+            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
+            .returning(EXPOSURE.c.id)
+        )
+        self._select_event = sa.select(*_conversion_columns()).where(
+            CONVERSION.c.event_id == sa.bindparam("event_id")
+        )
+        self._insert_conversion = (
+            self._insert(CONVERSION)
+            .on_conflict_do_nothing(index_elements=["event_id", "experiment"])
+            .returning(CONVERSION.c.id)
+        )
 
     def create_schema(self) -> None:
         """Create missing tables; safe when several workers start at once."""
@@ -131,17 +148,18 @@ class Store:
     def exposures_of(
         self, visitor: str, experiments: Sequence[str] | None = None
     ) -> dict[str, StoredExposure]:
-        """The recorded exposures of a visitor, by experiment key (a read, no lock)."""
-        query = sa.select(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at).where(
-            EXPOSURE.c.visitor == visitor
-        )
-        if experiments is not None:
-            if not experiments:
-                return {}
-            query = query.where(EXPOSURE.c.experiment.in_(list(experiments)))
+        """The recorded exposures of a visitor, by experiment key (a read, no lock).
+
+        One indexed lookup by visitor; ``experiments`` narrows the answer.
+        """
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return {row.experiment: StoredExposure(*row) for row in rows}
+            rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
+        wanted = None if experiments is None else set(experiments)
+        return {
+            row.experiment: StoredExposure(*row)
+            for row in rows
+            if wanted is None or row.experiment in wanted
+        }
 
     def exposures_for(
         self, conn: Connection, visitors: Iterable[str]
@@ -187,31 +205,21 @@ class Store:
         """Insert exposure rows inside a write transaction; return how many were new."""
         if not rows:
             return 0
-        statement = (
-            self._insert(EXPOSURE)
-            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(EXPOSURE.c.id)
-        )
-        return len(conn.execute(statement, rows).all())
+        return len(conn.execute(self._insert_exposure, rows).all())
 
     # -- conversions -------------------------------------------------------
 
     def conversions_with_event(self, event_id: str) -> list[NewConversion]:
-        query = sa.select(*_conversion_columns()).where(CONVERSION.c.event_id == event_id)
         with self.engine.connect() as conn:
-            return [NewConversion(*row) for row in conn.execute(query).all()]
+            rows = conn.execute(self._select_event, {"event_id": event_id}).all()
+        return [NewConversion(*row) for row in rows]
 
     def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
         """Insert conversions inside a write transaction; True where a row was new.
 
         A conversion whose (event_id, experiment) is stored already changes nothing.
         """
-        statement = (
-            self._insert(CONVERSION)
-            .on_conflict_do_nothing(index_elements=["event_id", "experiment"])
-            .returning(CONVERSION.c.id)
-        )
-        return [_count(conn.execute(statement, row.__dict__)) == 1 for row in rows]
+        return [_count(conn.execute(self._insert_conversion, row.__dict__)) == 1 for row in rows]
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
         if not rows:

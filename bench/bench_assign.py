@@ -1,0 +1,107 @@
+"""Hot path: /api/assign for new and returning visitors, as ratios of a bare Flask route.
+
+Runs gunicorn (``-w 2`` sync, as ``abconv serve``) on a bare Flask JSON route
+and on abconv with a fresh SQLite database (or ``ABCONV_DATABASE_URL``), drives
+each with ``wrk -t1 -c16`` on loopback, and prints requests per second and the
+ratio to the bare route measured in the same run. Needs ``wrk``
+(``apt-get install wrk``).
+
+    python3 bench/bench_assign.py [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+NEW_VISITORS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/api/assign?experiment=homepage-cta&visitor=%s-" .. counter)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", target],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(base + "/healthz" if "wsgi" in target else base + "/bare")
+            return process, base
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{target} did not start")
+
+
+def wrk(url: str, seconds: int, script: str | None = None) -> float:
+    command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        if script:
+            # wrk's math.random is unseeded: a prefix per round keeps ids new.
+            lua.write(script.replace("%s", f"r{time.time_ns()}"))
+    if script:
+        command += ["-s", lua.name]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    os.unlink(lua.name)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} failed requests on {url}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench_assign needs wrk: apt-get install wrk")
+    workdir = Path(tempfile.mkdtemp())
+    env = {**os.environ, "ABCONV_EXPERIMENTS_DIR": str(ROOT / "experiments")}
+    env.setdefault("ABCONV_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}")
+    env["PYTHONPATH"] = str(ROOT / "bench")
+    bare, bare_url = start("bare_app:app", env)
+    abconv, abconv_url = start("wsgi:app", env)
+    try:
+        urllib.request.urlopen(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta")
+        for _ in range(2):  # warm both up
+            wrk(bare_url + "/bare?visitor=regular", 1)
+            wrk(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", 1)
+        base = wrk(bare_url + "/bare?visitor=regular", args.seconds)
+        returning = wrk(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", args.seconds)
+        new = wrk(abconv_url + "/", args.seconds, NEW_VISITORS)
+        base_again = wrk(bare_url + "/bare?visitor=regular", args.seconds)
+    finally:
+        for process in (bare, abconv):
+            process.terminate()
+            process.wait()
+    bare_rate = (base + base_again) / 2
+    print(f"database: {env['ABCONV_DATABASE_URL'].split(':')[0]}; gunicorn -w 2 sync; wrk -t1 -c16 -d{args.seconds}s")
+    print(f"bare Flask route        {bare_rate:8.0f} req/s  1.00x  (runs: {base:.0f}, {base_again:.0f})")
+    print(f"assign, returning       {returning:8.0f} req/s  {returning / bare_rate:.2f}x  (one read, no write)")
+    print(f"assign, new visitor     {new:8.0f} req/s  {new / bare_rate:.2f}x  (exposure committed)")
+
+
+if __name__ == "__main__":
+    main()
