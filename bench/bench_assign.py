@@ -89,7 +89,9 @@ def main() -> None:
             wrk(bare_url + "/bare?visitor=regular", 1)
             wrk(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", 1)
         base = wrk(bare_url + "/bare?visitor=regular", args.seconds)
-        returning = wrk(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", args.seconds)
+        returning = wrk(
+            abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", args.seconds
+        )
         new = wrk(abconv_url + "/", args.seconds, NEW_VISITORS)
         base_again = wrk(bare_url + "/bare?visitor=regular", args.seconds)
     finally:
@@ -97,10 +99,15 @@ def main() -> None:
             process.terminate()
             process.wait()
     bare_rate = (base + base_again) / 2
-    print(f"database: {env['ABCONV_DATABASE_URL'].split(':')[0]}; gunicorn -w 2 sync; wrk -t1 -c16 -d{args.seconds}s")
-    print(f"bare Flask route        {bare_rate:8.0f} req/s  1.00x  (runs: {base:.0f}, {base_again:.0f})")
-    print(f"assign, returning       {returning:8.0f} req/s  {returning / bare_rate:.2f}x  (one read, no write)")
-    print(f"assign, new visitor     {new:8.0f} req/s  {new / bare_rate:.2f}x  (exposure committed)")
+    database = env["ABCONV_DATABASE_URL"].split(":")[0]
+    print(f"database: {database}; gunicorn -w 2 sync; wrk -t1 -c16 -d{args.seconds}s")
+    rows = [
+        ("bare Flask route", bare_rate, f"runs: {base:.0f}, {base_again:.0f}"),
+        ("assign, returning", returning, "one read, no write"),
+        ("assign, new visitor", new, "exposure committed"),
+    ]
+    for name, rate, note in rows:
+        print(f"{name:<22} {rate:8.0f} req/s  {rate / bare_rate:.2f}x  ({note})")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def test_simulate_stores_traffic_through_the_api(tmp_path: Path, experiments_dir
         store.dispose()
 
 
-def test_simulate_an_unknown_experiment_fails_clearly(tmp_path: Path, experiments_dir: Path) -> None:
+def test_simulate_an_unknown_experiment_fails_clearly(
+    tmp_path: Path, experiments_dir: Path
+) -> None:
     env = {"ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",
            "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}  # fmt: skip
     result = CliRunner().invoke(cli, ["simulate", "nope"], env=env)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from abconv import create_app
 from abconv.cli import cli
 from abconv.web.errors import HTTP_CODES
