@@ -18,7 +18,5 @@ def test_ruff_finds_nothing() -> None:
 
 
 def test_pure_modules_pass_mypy_strict() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -30,6 +30,7 @@ def templates_dir() -> Path:
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """The WSGI app; settings come from ``environ`` (default: ``os.environ``)."""
     from flask import Flask
+    from sqlalchemy.exc import SQLAlchemyError
 
     from abconv import web
     from abconv.config import load_config
@@ -46,7 +47,10 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = Store(settings.database_url)
-    store.create_schema()
+    try:
+        store.create_schema()
+    except SQLAlchemyError as error:  # serve 503s until the database is back
+        app.logger.error("database unavailable at start-up: %s", error)
     registry = ExperimentRegistry(settings.experiments_dir, logger=app.logger)
     app.extensions["abconv"] = Services(store=store, experiments=registry)
     web.init_app(app)

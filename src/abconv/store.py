@@ -91,6 +91,7 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._writer_lock = _SqliteWriterLock(self.url) if self.is_sqlite else None
+        self.schema_ready = False
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
             EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
@@ -116,6 +117,13 @@ class Store:
                 # Serialise concurrent CREATE TABLEs of workers or hosts.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7411)"))
             SQLModel.metadata.create_all(conn)
+        self.schema_ready = True
+
+    def ensure_schema(self) -> None:
+        """Create the tables unless done: a server that started while the
+        database was down gets them on its first request after it is back."""
+        if not self.schema_ready:
+            self.create_schema()
 
     def dispose(self) -> None:
         """Close connections and the lock file (tests; a worker just exits)."""
@@ -291,7 +299,13 @@ def normalise_url(url: str) -> str:
 
 def _create_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,  # a connection dropped by a database restart is replaced
+            pool_size=4,
+            max_overflow=4,
+            connect_args={"connect_timeout": 5},
+        )
     database = sa.engine.make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
