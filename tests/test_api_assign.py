@@ -30,7 +30,7 @@ def test_assign_gives_a_variant_and_records_the_exposure(app: Flask, client: Fla
     assert assignment["content"]["href"] in {"/signup", "/guide"}
     assert assignment["enrolled"] is True
     assert (
-        app.extensions["abconv"].store.exposures_of("alice")["shop"].variant
+        app.extensions["abconv"].store.exposures_of("alice", ["shop"])["shop"].variant
         == assignment["variant"]
     )
 

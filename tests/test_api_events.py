@@ -30,7 +30,7 @@ def test_a_batch_stores_exposures_then_their_conversions(app: Flask, client: Fla
         "conversions": {"received": 2, "recorded": 2, "duplicates": 0},
     }
     assert counts(app) == (2, 2)
-    assert app.extensions["abconv"].store.exposures_of("a")["shop"].variant == "guide"
+    assert app.extensions["abconv"].store.exposures_of("a", ["shop"])["shop"].variant == "guide"
 
 
 def test_a_conversion_before_the_exposure_does_not_count(app: Flask, client: FlaskClient) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class Store:
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._writer_lock = _SqliteWriterLock(self.url) if self.is_sqlite else None
         self.schema_ready = False
+        self._exposure_cache = ExposureCache()
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
             EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
@@ -153,21 +155,21 @@ class Store:
 
     # -- exposures ---------------------------------------------------------
 
-    def exposures_of(
-        self, visitor: str, experiments: Sequence[str] | None = None
-    ) -> dict[str, StoredExposure]:
-        """The recorded exposures of a visitor, by experiment key (a read, no lock).
+    def exposures_of(self, visitor: str, experiments: Sequence[str]) -> dict[str, StoredExposure]:
+        """The recorded exposures of a visitor among ``experiments`` (a read, no lock).
 
-        One indexed lookup by visitor; ``experiments`` narrows the answer.
+        Answered from this process's cache when it knows them all: a recorded
+        exposure never changes, so a cached one is always right. Otherwise
+        one indexed lookup by visitor, whose answer fills the cache.
         """
+        cached = self._exposure_cache.get(visitor, experiments)
+        if cached is not None:
+            return cached
         with self.engine.connect() as conn:
             rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
-        wanted = None if experiments is None else set(experiments)
-        return {
-            row.experiment: StoredExposure(*row)
-            for row in rows
-            if wanted is None or row.experiment in wanted
-        }
+        stored = {row.experiment: StoredExposure(*row) for row in rows}
+        self._exposure_cache.put(visitor, stored.values())
+        return {key: stored[key] for key in experiments if key in stored}
 
     def exposures_for(
         self, conn: Connection, visitors: Iterable[str]
@@ -205,6 +207,9 @@ class Store:
         with self.writing() as conn:
             inserted = self.insert_exposures(conn, rows)
         if inserted == len(rows):
+            self._exposure_cache.put(
+                visitor, [StoredExposure(**row) for row in _without_visitor(rows)]
+            )
             return dict(variants)
         stored = self.exposures_of(visitor, list(variants))
         return {key: stored[key].variant for key in variants if key in stored}
@@ -278,6 +283,37 @@ class Store:
         ).group_by(per_visitor.c.goal, per_visitor.c.variant)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query).all()]
+
+
+class ExposureCache:
+    """Recorded exposures this process has seen, by visitor, least recently used
+    dropped first. Only exposures known to be stored go in, never absences."""
+
+    def __init__(self, max_visitors: int = 100_000) -> None:
+        self.max_visitors = max_visitors
+        self._visitors: OrderedDict[str, dict[str, StoredExposure]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, visitor: str, experiments: Sequence[str]) -> dict[str, StoredExposure] | None:
+        """The exposures to ``experiments``, or None unless every one is known."""
+        with self._lock:
+            known = self._visitors.get(visitor)
+            if known is None or any(key not in known for key in experiments):
+                return None
+            self._visitors.move_to_end(visitor)
+            return {key: known[key] for key in experiments}
+
+    def put(self, visitor: str, exposures: Iterable[StoredExposure]) -> None:
+        with self._lock:
+            known = self._visitors.setdefault(visitor, {})
+            known.update((exposure.experiment, exposure) for exposure in exposures)
+            self._visitors.move_to_end(visitor)
+            while len(self._visitors) > self.max_visitors:
+                self._visitors.popitem(last=False)
+
+
+def _without_visitor(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "visitor"} for row in rows]
 
 
 def _conversion_columns() -> list[sa.Column[Any]]:

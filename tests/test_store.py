@@ -1,0 +1,71 @@
+"""Storage: what the hot path asks of the database, and the exposure cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import Flask
+
+from abconv import create_app
+from abconv.store import ExposureCache, Store, StoredExposure
+
+
+@contextmanager
+def statements(store: Store) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement.split()[0].upper())
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+
+
+def test_a_returning_visitor_costs_no_write(app: Flask, environ: dict[str, str]) -> None:
+    client = app.test_client()
+    store = app.extensions["abconv"].store
+    url = "/api/assign?visitor=alice&experiment=shop"
+    with statements(store) as first:
+        client.get(url)
+    assert first == ["SELECT", "INSERT"]
+    with statements(store) as again:
+        client.get(url)
+    assert again == []  # this worker knows the exposure: no query at all
+
+    other_worker = create_app(environ)
+    try:
+        other_store = other_worker.extensions["abconv"].store
+        with statements(other_store) as elsewhere:
+            reply = other_worker.test_client().get(url)
+        assert elsewhere == ["SELECT"]  # one read, no write
+        assert reply.get_json() == client.get(url).get_json()
+    finally:
+        other_store.dispose()
+
+
+def exposure(experiment: str) -> StoredExposure:
+    return StoredExposure(experiment, "a", datetime(2026, 1, 1))
+
+
+def test_the_cache_answers_only_when_it_knows_every_experiment() -> None:
+    cache = ExposureCache()
+    cache.put("v", [exposure("x")])
+    assert cache.get("v", ["x"]) == {"x": exposure("x")}
+    assert cache.get("v", ["x", "y"]) is None
+    assert cache.get("w", ["x"]) is None
+
+
+def test_the_cache_drops_the_least_recently_used_visitor() -> None:
+    cache = ExposureCache(max_visitors=2)
+    cache.put("a", [exposure("x")])
+    cache.put("b", [exposure("x")])
+    cache.get("a", ["x"])
+    cache.put("c", [exposure("x")])
+    assert cache.get("b", ["x"]) is None
+    assert cache.get("a", ["x"]) is not None and cache.get("c", ["x"]) is not None
