@@ -103,7 +103,7 @@ def main() -> None:
     print(f"database: {database}; gunicorn -w 2 sync; wrk -t1 -c16 -d{args.seconds}s")
     rows = [
         ("bare Flask route", bare_rate, f"runs: {base:.0f}, {base_again:.0f}"),
-        ("assign, returning", returning, "one read, no write"),
+        ("assign, returning", returning, "no write; no query once cached"),
         ("assign, new visitor", new, "exposure committed"),
     ]
     for name, rate, note in rows:

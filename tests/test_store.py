@@ -15,16 +15,28 @@ from abconv.store import ExposureCache, Store, StoredExposure
 
 @contextmanager
 def statements(store: Store) -> Iterator[list[str]]:
+    """The SELECT/INSERT/UPDATE/DELETE statements the store runs, on either path:
+    SQLAlchemy's engine, or the plain sqlite3 connection of SQLite's hot path."""
     seen: list[str] = []
 
-    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement.split()[0].upper())
+    def record(statement: str) -> None:
+        verb = statement.split()[0].upper()
+        if verb in {"SELECT", "INSERT", "UPDATE", "DELETE"}:
+            seen.append(verb)
 
-    sa.event.listen(store.engine, "before_cursor_execute", record)
+    def record_engine(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        record(statement)
+
+    hot = store._hot._connection() if store._hot is not None else None
+    sa.event.listen(store.engine, "before_cursor_execute", record_engine)
+    if hot is not None:
+        hot.set_trace_callback(record)
     try:
         yield seen
     finally:
-        sa.event.remove(store.engine, "before_cursor_execute", record)
+        sa.event.remove(store.engine, "before_cursor_execute", record_engine)
+        if hot is not None:
+            hot.set_trace_callback(None)
 
 
 def test_a_returning_visitor_costs_no_write(app: Flask, environ: dict[str, str]) -> None:

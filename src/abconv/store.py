@@ -10,21 +10,26 @@ hosts receive the same event at once.
 
 from __future__ import annotations
 
-import fcntl
-import os
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
+
+from abconv.sqlite_store import (
+    SqliteHotPath,
+    SqliteWriterLock,
+    create_sqlite_engine,
+    database_path,
+)
 
 
 class Exposure(SQLModel, table=True):
@@ -91,7 +96,13 @@ class Store:
         self.engine = _create_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
-        self._writer_lock = _SqliteWriterLock(self.url) if self.is_sqlite else None
+        database = database_path(self.url) if self.is_sqlite else None
+        self._writer_lock = SqliteWriterLock(database) if self.is_sqlite else None
+        self._hot = (
+            SqliteHotPath(database, self._writer_lock)
+            if database is not None and self._writer_lock is not None
+            else None
+        )
         self.schema_ready = False
         self._exposure_cache = ExposureCache()
         # Built once: constructing statements per request costs more than running them.
@@ -130,6 +141,8 @@ class Store:
     def dispose(self) -> None:
         """Close connections and the lock file (tests; a worker just exits)."""
         self.engine.dispose()
+        if self._hot is not None:
+            self._hot.close()
         if self._writer_lock is not None:
             self._writer_lock.close()
 
@@ -165,9 +178,13 @@ class Store:
         cached = self._exposure_cache.get(visitor, experiments)
         if cached is not None:
             return cached
-        with self.engine.connect() as conn:
-            rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
-        stored = {row.experiment: StoredExposure(*row) for row in rows}
+        if self._hot is not None:
+            with _as_database_error():
+                rows: Sequence[Any] = self._hot.exposures_of(visitor)
+        else:
+            with self.engine.connect() as conn:
+                rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
+        stored = {row[0]: StoredExposure(*row) for row in rows}
         self._exposure_cache.put(visitor, stored.values())
         return {key: stored[key] for key in experiments if key in stored}
 
@@ -204,8 +221,12 @@ class Store:
             }
             for key, variant in variants.items()
         ]
-        with self.writing() as conn:
-            inserted = self.insert_exposures(conn, rows)
+        if self._hot is not None:
+            with _as_database_error():
+                inserted = self._hot.insert_exposures(rows)
+        else:
+            with self.writing() as conn:
+                inserted = self.insert_exposures(conn, rows)
         if inserted == len(rows):
             self._exposure_cache.put(
                 visitor, [StoredExposure(**row) for row in _without_visitor(rows)]
@@ -316,6 +337,16 @@ def _without_visitor(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "visitor"} for row in rows]
 
 
+@contextmanager
+def _as_database_error() -> Iterator[None]:
+    """Raise the hot path's ``sqlite3`` errors as SQLAlchemy's, which the web
+    layer answers with 503 like any other database failure."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise sa.exc.OperationalError(None, None, error) from error
+
+
 def _conversion_columns() -> list[sa.Column[Any]]:
     names = ("experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at")
     return [CONVERSION.c[name] for name in names]
@@ -334,67 +365,12 @@ def normalise_url(url: str) -> str:
 
 
 def _create_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(
-            url,
-            pool_pre_ping=True,  # a connection dropped by a database restart is replaced
-            pool_size=4,
-            max_overflow=4,
-            connect_args={"connect_timeout": 5},
-        )
-    database = sa.engine.make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-    @sa.event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a commit survives a killed process; only an OS crash
-        # or power loss can drop the last transactions.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    return engine
-
-
-class _SqliteWriterLock:
-    """An exclusive ``flock`` on ``<database>.lock``, shared by all processes,
-    plus a thread lock because ``flock`` does not exclude threads of one process."""
-
-    def __init__(self, url: str) -> None:
-        database = sa.engine.make_url(url).database or ""
-        self.path = Path(f"{database}.lock") if database not in ("", ":memory:") else None
-        self._threads = threading.Lock()
-        self._file: Any = None
-        self._pid = 0
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        if self.path is None:
-            return
-        try:
-            if self._pid != os.getpid():
-                # A forked child must not share its parent's open file: flock
-                # locks belong to the open file, so both would hold the lock.
-                self._file = open(self.path, "a+b")  # noqa: SIM115 - held for the process's life
-                self._pid = os.getpid()
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def close(self) -> None:
-        with self._threads:
-            if self._file is not None and self._pid == os.getpid():
-                self._file.close()
-            self._file, self._pid = None, 0
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._file is not None:
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
+    if url.startswith("sqlite"):
+        return create_sqlite_engine(url)
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,  # a connection dropped by a database restart is replaced
+        pool_size=4,
+        max_overflow=4,
+        connect_args={"connect_timeout": 5},
+    )
