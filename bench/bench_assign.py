@@ -24,11 +24,21 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
+# Every request a new visitor id, for the bare route too, so both pay the
+# same client-side cost of generating requests.
 NEW_VISITORS = """
 counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format("GET", "/api/assign?experiment=homepage-cta&visitor=%s-" .. counter)
+  return wrk.format("GET", "PATH?experiment=homepage-cta&visitor=PREFIX-" .. counter)
+end
+"""
+# A thousand returning visitors, recorded during the warm-up.
+RETURNING_VISITORS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/api/assign?experiment=homepage-cta&visitor=back-" .. (counter % 1000))
 end
 """
 
@@ -60,7 +70,7 @@ def wrk(url: str, seconds: int, script: str | None = None) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         if script:
             # wrk's math.random is unseeded: a prefix per round keeps ids new.
-            lua.write(script.replace("%s", f"r{time.time_ns()}"))
+            lua.write(script.replace("PREFIX", f"r{time.time_ns()}"))
     if script:
         command += ["-s", lua.name]
     out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
@@ -84,16 +94,15 @@ def main() -> None:
     bare, bare_url = start("bare_app:app", env)
     abconv, abconv_url = start("wsgi:app", env)
     try:
-        urllib.request.urlopen(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta")
-        for _ in range(2):  # warm both up
-            wrk(bare_url + "/bare?visitor=regular", 1)
-            wrk(abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", 1)
-        base = wrk(bare_url + "/bare?visitor=regular", args.seconds)
-        returning = wrk(
-            abconv_url + "/api/assign?visitor=regular&experiment=homepage-cta", args.seconds
-        )
-        new = wrk(abconv_url + "/", args.seconds, NEW_VISITORS)
-        base_again = wrk(bare_url + "/bare?visitor=regular", args.seconds)
+        bare_script = NEW_VISITORS.replace("PATH", "/bare")
+        assign_script = NEW_VISITORS.replace("PATH", "/api/assign")
+        for _ in range(2):  # warm both up, and record the returning visitors
+            wrk(bare_url + "/", 1, bare_script)
+            wrk(abconv_url + "/", 1, RETURNING_VISITORS)
+        base = wrk(bare_url + "/", args.seconds, bare_script)
+        returning = wrk(abconv_url + "/", args.seconds, RETURNING_VISITORS)
+        new = wrk(abconv_url + "/", args.seconds, assign_script)
+        base_again = wrk(bare_url + "/", args.seconds, bare_script)
     finally:
         for process in (bare, abconv):
             process.terminate()
