@@ -41,7 +41,15 @@ def request(base: str, path: str, body: dict[str, object] | None = None) -> tupl
 
 
 @pytest.fixture
-def server(database_url: str, experiments_dir: Path) -> Iterator[str]:
+def server(gunicorn: tuple[str, subprocess.Popen[bytes]]) -> str:
+    return gunicorn[0]
+
+
+@pytest.fixture
+def gunicorn(
+    database_url: str, experiments_dir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A gunicorn with 4 workers on a free port: its base URL and master process."""
     port = free_port()
     env = {**os.environ, "ABCONV_DATABASE_URL": database_url,
            "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}  # fmt: skip
@@ -63,7 +71,7 @@ def server(database_url: str, experiments_dir: Path) -> Iterator[str]:
                     "gunicorn did not start: " + process.stderr.read().decode()[-2000:]
                 )
             time.sleep(0.2)
-        yield base
+        yield base, process
     finally:
         process.terminate()
         process.wait(timeout=30)
