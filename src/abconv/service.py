@@ -51,8 +51,9 @@ def assign_visitor(
 ) -> dict[str, Any]:
     """The variants a visitor sees, recording first exposures.
 
-    A returning visitor costs one read and no write: their recorded variant
-    wins over the hash (sticky, whatever weights or traffic say now).
+    A returning visitor costs no write (and no query once this worker has
+    seen them): their recorded variant wins over the hash (sticky, whatever
+    weights or traffic say now).
     """
     if experiment_key is None:
         if force is not None:
@@ -64,9 +65,8 @@ def assign_visitor(
         raise AbconvError(
             "unknown_variant", f"experiment {experiments[0].key!r} has no variant {force!r}"
         )
-    decisions = {
-        e.key: assign(e, visitor, force=force, bot=is_bot(user_agent)) for e in experiments
-    }
+    bot = is_bot(user_agent)
+    decisions = {e.key: assign(e, visitor, force=force, bot=bot) for e in experiments}
     enrolled = _enrol(services.store, visitor, experiments, decisions)
     return {
         "visitor": visitor,
