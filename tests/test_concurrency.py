@@ -126,3 +126,23 @@ def test_the_same_new_visitor_on_every_worker_at_once_gets_one_variant(
         assert store.count_rows("exposure") == 1
     finally:
         store.dispose()
+
+
+def test_every_worker_picks_up_an_added_file(server: str, experiments_dir: Path) -> None:
+    from tests.conftest import write_experiment
+
+    assert request(server, "/api/assign?visitor=a&experiment=launch")[0] == 404
+    write_experiment(experiments_dir, "launch")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(
+                pool.map(
+                    lambda i: request(server, f"/api/assign?visitor=v{i}&experiment=launch")[0],
+                    range(40),
+                )
+            )
+        if statuses == [200] * 40:
+            break
+        time.sleep(0.3)
+    assert statuses == [200] * 40  # requests spread over the 4 workers all see the new file
