@@ -66,3 +66,9 @@ def test_missing_file(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["analyze", str(tmp_path / "nope.json")])
     assert result.exit_code != 0
     assert "nope.json" in result.stderr
+
+
+def test_a_missing_file_exits_1_with_the_reason(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["analyze", str(tmp_path / "nope.json")])
+    assert result.exit_code == 1
+    assert "nope.json" in result.output and "No such file" in result.output

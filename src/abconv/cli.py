@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -71,22 +72,28 @@ def check(directory: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("counts_file", type=click.File("r"))
-def analyze(counts_file: click.utils.LazyFile) -> None:
+@click.argument("counts_file")
+def analyze(counts_file: str) -> None:
     """Analyse aggregated counts from COUNTS_FILE (or - for stdin); print the results JSON."""
     from abconv.stats import analyze as run_analysis
 
     try:
-        data = json.load(counts_file)
+        with click.open_file(counts_file, "r", encoding="utf-8") as stream:
+            data = json.load(stream)
+    except OSError as exc:
+        _fail(f"{counts_file}: {exc.strerror or exc}")
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        click.echo(f"error: {counts_file.name}: not valid JSON: {exc}", err=True)
-        sys.exit(1)
+        _fail(f"{counts_file}: not valid JSON: {exc}")
     try:
         document = run_analysis(data)
     except (ValueError, TypeError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        _fail(str(exc))
     click.echo(json.dumps(document, indent=2, allow_nan=False))
+
+
+def _fail(reason: str) -> NoReturn:
+    click.echo(f"error: {reason}", err=True)
+    sys.exit(1)
 
 
 @cli.command()
