@@ -7,7 +7,13 @@ import sys
 
 import pytest
 
-PURE = ["abconv.assignment", "abconv.experiments", "abconv.stats", "abconv.vocabulary"]
+PURE = [
+    "abconv.analysis_settings",
+    "abconv.assignment",
+    "abconv.experiments",
+    "abconv.stats",
+    "abconv.vocabulary",
+]
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
+from abconv.analysis_settings import AnalysisSettings
 from abconv.stats import analyze
-from abconv.stats.inputs import Settings
 from abconv.vocabulary import DecisionStatus
 
 METHODS = ["bayesian", "frequentist", "sequential"]
@@ -284,7 +284,7 @@ def test_docs_name_every_field_and_setting() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     docs = readme.split("\n## Analysis\n")[1].split("\n## ")[0]
     document = analyze(shop())
-    for name in field_names(document) | set(Settings.__dataclass_fields__):
+    for name in field_names(document) | set(AnalysisSettings.__dataclass_fields__):
         spellings = (f"`{name}`", f".{name}`", f"`{name}.", f"`{name}[].", f".{name}.")
         assert any(spelling in docs for spelling in spellings), name
     for status in DecisionStatus:

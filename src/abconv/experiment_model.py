@@ -14,18 +14,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status
+from abconv.analysis_settings import ANALYSIS_DEFAULTS, AnalysisSettings
+from abconv.vocabulary import ExperimentKind, GoalKind, Status
 
-# Defaults of the ``[analysis]`` table; the docs and the tests read them from here.
-ANALYSIS_DEFAULTS: dict[str, Any] = {
-    "method": Method.BAYESIAN,
-    "alpha": 0.05,
-    "chance_to_win": 0.95,
-    "max_expected_loss": 0.001,
-    "min_visitors": 100,
-    "mde": 0.10,
-    "power": 0.8,
-}
+__all__ = [
+    "ANALYSIS_DEFAULTS",
+    "AnalysisSettings",
+    "Experiment",
+    "ExperimentFileError",
+    "Goal",
+    "Problem",
+    "Variant",
+]
 
 
 @dataclass(frozen=True)
@@ -61,23 +61,6 @@ class Goal:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": str(self.kind)}
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """The ``[analysis]`` table. ``max_expected_loss`` is in conversion-rate
-    units (absolute), ``mde`` is relative, ``min_visitors`` is per variant."""
-
-    method: Method
-    alpha: float
-    chance_to_win: float
-    max_expected_loss: float
-    min_visitors: int
-    mde: float
-    power: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "method": str(self.method)}
 
 
 @dataclass(frozen=True)

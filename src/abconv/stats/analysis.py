@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from abconv.analysis_settings import AnalysisSettings
 from abconv.stats import sequential
 from abconv.stats.bayesian import BetaPosterior, compare_beta_posteriors, normal_chance_to_beat
 from abconv.stats.decision import decide
@@ -35,7 +36,7 @@ from abconv.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
-from abconv.stats.inputs import AnalysisInput, GoalInput, Settings, parse_input
+from abconv.stats.inputs import AnalysisInput, GoalInput, parse_input
 from abconv.stats.planning import Plan, plan
 from abconv.stats.results import (
     Comparison,
@@ -147,7 +148,7 @@ def _comparison(
     treatment_value: SampleMoments | None,
     control_value: SampleMoments | None,
     chance: float | None,
-    settings: Settings,
+    settings: AnalysisSettings,
 ) -> Comparison:
     diff = None if treatment.rate is None or control.rate is None else treatment.rate - control.rate
     lift = rel_lift(treatment, control)
@@ -184,7 +185,7 @@ def _sequential(
 
 
 def _value_comparison(
-    treatment: SampleMoments, control: SampleMoments, settings: Settings
+    treatment: SampleMoments, control: SampleMoments, settings: AnalysisSettings
 ) -> ValueComparison:
     mean_t, mean_c = treatment.mean, control.mean
     diff = None if mean_t is None or mean_c is None else mean_t - mean_c

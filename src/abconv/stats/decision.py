@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from abconv.stats.inputs import Settings
+from abconv.analysis_settings import AnalysisSettings
 from abconv.stats.planning import Plan
 from abconv.stats.results import Comparison, Decision, GoalResult, Srm, VariantResult
 from abconv.vocabulary import DecisionStatus, GoalKind, Method
@@ -57,7 +57,9 @@ class Win:
     evidence: str
 
 
-def decide(settings: Settings, goals: Sequence[GoalResult], srm: Srm, plan: Plan) -> Decision:
+def decide(
+    settings: AnalysisSettings, goals: Sequence[GoalResult], srm: Srm, plan: Plan
+) -> Decision:
     """The decision for analysed goals (see the module docstring for the rules)."""
     primary = next(goal for goal in goals if goal.primary)
     if srm.flag:
@@ -87,7 +89,7 @@ def decide(settings: Settings, goals: Sequence[GoalResult], srm: Srm, plan: Plan
     return _guarded(settings, goals, primary, verdict)
 
 
-def _bayesian(settings: Settings, primary: GoalResult) -> Win | Decision:
+def _bayesian(settings: AnalysisSettings, primary: GoalResult) -> Win | Decision:
     ranked = sorted(primary.variants, key=lambda v: v.prob_best, reverse=True)
     for candidate in ranked:
         if candidate.expected_loss <= settings.max_expected_loss:
@@ -112,7 +114,7 @@ def _bayesian(settings: Settings, primary: GoalResult) -> Win | Decision:
 
 
 def _bayesian_evidence(
-    settings: Settings, primary: GoalResult, variant: VariantResult
+    settings: AnalysisSettings, primary: GoalResult, variant: VariantResult
 ) -> str | None:
     """Why ``variant`` (with a small enough expected loss) wins, or ``None`` if it does not.
 
@@ -141,7 +143,7 @@ def _bayesian_evidence(
     return None
 
 
-def _frequentist(settings: Settings, primary: GoalResult, plan: Plan) -> Win | Decision:
+def _frequentist(settings: AnalysisSettings, primary: GoalResult, plan: Plan) -> Win | Decision:
     control = primary.control
     fixed_n = settings.method is Method.FREQUENTIST
     if fixed_n and plan.progress is None:
@@ -197,7 +199,7 @@ def _frequentist(settings: Settings, primary: GoalResult, plan: Plan) -> Win | D
 
 
 def _guarded(
-    settings: Settings, goals: Sequence[GoalResult], primary: GoalResult, win: Win
+    settings: AnalysisSettings, goals: Sequence[GoalResult], primary: GoalResult, win: Win
 ) -> Decision:
     winner = win.variant
     for goal in goals:
@@ -215,7 +217,7 @@ def _guarded(
     return Decision(DecisionStatus.WINNER, winner.key, f"{verb} '{winner.key}': {win.evidence}")
 
 
-def _harm(settings: Settings, goal: GoalResult, winner_key: str) -> str | None:
+def _harm(settings: AnalysisSettings, goal: GoalResult, winner_key: str) -> str | None:
     """How the winner is likely worse on ``goal``, in words, or ``None``."""
     winner = next(v for v in goal.variants if v.key == winner_key)
     if winner.vs_control is not None:
@@ -233,7 +235,7 @@ def _harm(settings: Settings, goal: GoalResult, winner_key: str) -> str | None:
     return None
 
 
-def _likely_worse(settings: Settings, comparison: Comparison, sign: float) -> str | None:
+def _likely_worse(settings: AnalysisSettings, comparison: Comparison, sign: float) -> str | None:
     """``"rate"``, ``"value"`` (per visitor) or ``None``; ``sign=-1`` judges the control."""
     if _worse(
         settings, comparison.chance_to_beat_control, comparison.p_value, comparison.abs_diff, sign
@@ -248,7 +250,7 @@ def _likely_worse(settings: Settings, comparison: Comparison, sign: float) -> st
 
 
 def _worse(
-    settings: Settings,
+    settings: AnalysisSettings,
     chance: float | None,
     p_value: float | None,
     diff: float | None,

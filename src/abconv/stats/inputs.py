@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from abconv.analysis_settings import AnalysisSettings
 from abconv.vocabulary import GoalKind, Method, allowed
 
 E = TypeVar("E", bound=StrEnum)
@@ -27,19 +28,6 @@ MAX_VALUE = 1e100
 
 RELATIVE_TOLERANCE = 1e-9
 """Slack for rounding in ``value_sum_squares`` consistency checks."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The ``[analysis]`` settings; the defaults are those of DESIGN.md."""
-
-    method: Method = Method.BAYESIAN
-    alpha: float = 0.05
-    chance_to_win: float = 0.95
-    max_expected_loss: float = 0.001
-    min_visitors: int = 100
-    mde: float = 0.10
-    power: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -72,7 +60,7 @@ class GoalInput:
 @dataclass(frozen=True)
 class AnalysisInput:
     experiment: str
-    settings: Settings
+    settings: AnalysisSettings
     variants: tuple[VariantInput, ...]
     control: int
     goals: tuple[GoalInput, ...]
@@ -108,8 +96,8 @@ def parse_input(data: Any) -> AnalysisInput:
     return AnalysisInput(experiment, settings, variants, keys.index(control_key), goals)
 
 
-def _settings(root: Mapping[str, Any]) -> Settings:
-    defaults = Settings()
+def _settings(root: Mapping[str, Any]) -> AnalysisSettings:
+    defaults = AnalysisSettings()
     method = _choice(root.get("method", defaults.method), "method", Method)
     alpha = _number(root.get("alpha", defaults.alpha), "alpha")
     _check_range(alpha, "alpha", 0.0 < alpha <= 0.5, "in (0, 0.5]")
@@ -122,7 +110,7 @@ def _settings(root: Mapping[str, Any]) -> Settings:
     _check_range(mde, "mde", 0.0 < mde <= 10.0, "in (0, 10]")
     power = _number(root.get("power", defaults.power), "power")
     _check_range(power, "power", 0.0 < power < 1.0, "in (0, 1)")
-    return Settings(method, alpha, chance, loss, min_visitors, mde, power)
+    return AnalysisSettings(method, alpha, chance, loss, min_visitors, mde, power)
 
 
 def _variants(raw: Any) -> tuple[VariantInput, ...]:
