@@ -96,13 +96,13 @@ class Store:
         self.engine = _create_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
-        database = database_path(self.url) if self.is_sqlite else None
-        self._writer_lock = SqliteWriterLock(database) if self.is_sqlite else None
-        self._hot = (
-            SqliteHotPath(database, self._writer_lock)
-            if database is not None and self._writer_lock is not None
-            else None
-        )
+        self._writer_lock: SqliteWriterLock | None = None
+        self._hot: SqliteHotPath | None = None
+        if self.is_sqlite:
+            database = database_path(self.url)
+            self._writer_lock = SqliteWriterLock(database)
+            if database is not None:  # in-memory databases cannot be shared
+                self._hot = SqliteHotPath(database, self._writer_lock)
         self.schema_ready = False
         self._exposure_cache = ExposureCache()
         # Built once: constructing statements per request costs more than running them.
@@ -212,13 +212,9 @@ class Store:
         """
         if not variants:
             return {}
+        at = at or utcnow()
         rows = [
-            {
-                "experiment": key,
-                "visitor": visitor,
-                "variant": variant,
-                "created_at": at or utcnow(),
-            }
+            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at}
             for key, variant in variants.items()
         ]
         if self._hot is not None:
@@ -229,7 +225,7 @@ class Store:
                 inserted = self.insert_exposures(conn, rows)
         if inserted == len(rows):
             self._exposure_cache.put(
-                visitor, [StoredExposure(**row) for row in _without_visitor(rows)]
+                visitor, [StoredExposure(key, variant, at) for key, variant in variants.items()]
             )
             return dict(variants)
         stored = self.exposures_of(visitor, list(variants))
@@ -331,10 +327,6 @@ class ExposureCache:
             self._visitors.move_to_end(visitor)
             while len(self._visitors) > self.max_visitors:
                 self._visitors.popitem(last=False)
-
-
-def _without_visitor(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "visitor"} for row in rows]
 
 
 @contextmanager
