@@ -14,8 +14,8 @@ from typing import Any
 
 from abconv.errors import AbconvError
 
-VISITOR_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")  # visitor ids and event ids
+IDENTIFIER_RULE = "1-128 characters of A-Z a-z 0-9 _ . : -"
 KEY = re.compile(r"[a-z0-9_\-]{1,64}")
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
@@ -34,12 +34,10 @@ class EventInput:
 
 def require_visitor(value: Any, field: str = "visitor") -> str:
     if value is None or value == "":
-        raise AbconvError("missing_visitor", f"{field} is required (1-128 of A-Z a-z 0-9 _ . : -)")
-    if not isinstance(value, str) or not VISITOR_ID.fullmatch(value):
+        raise AbconvError("missing_visitor", f"{field} is required ({IDENTIFIER_RULE})")
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         shown = value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value
-        raise AbconvError(
-            "bad_visitor", f"{field} must be 1-128 characters of A-Z a-z 0-9 _ . : -, got {shown!r}"
-        )
+        raise AbconvError("bad_visitor", f"{field} must be {IDENTIFIER_RULE}, got {shown!r}")
     return value
 
 
@@ -79,11 +77,8 @@ def optional_value(value: Any, field: str = "value") -> float | None:
 def optional_event_id(value: Any, field: str = "event_id") -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not EVENT_ID.fullmatch(value):
-        raise AbconvError(
-            "bad_event_id",
-            f"{field} must be 1-128 characters of A-Z a-z 0-9 _ . : -, got {value!r}",
-        )
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise AbconvError("bad_event_id", f"{field} must be {IDENTIFIER_RULE}, got {value!r}")
     return value
 
 

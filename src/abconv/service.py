@@ -218,7 +218,7 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
             "too_many_events", f"at most {MAX_BATCH} events a batch, got {len(events)}"
         )
     exposures: list[dict[str, Any]] = []
-    conversions: list[EventInput] = []
+    conversions: list[tuple[EventInput, list[Experiment]]] = []  # with the experiments counting it
     problems: list[str] = []
     for index, event in enumerate(events):
         try:
@@ -234,12 +234,10 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
         )
     with services.store.writing() as conn:
         new_exposures = services.store.insert_exposures(conn, exposures)
-        stored = services.store.exposures_for(conn, {c.visitor for c in conversions})
+        stored = services.store.exposures_for(conn, {c.visitor for c, _ in conversions})
         now = utcnow()
         rows = [
-            row
-            for c in conversions
-            for row in _credited(c, _experiments_counting(services, c), stored, now)
+            row for c, candidates in conversions for row in _credited(c, candidates, stored, now)
         ]
         new_conversions = sum(services.store.insert_conversions(conn, rows))
     return {
@@ -257,14 +255,14 @@ def _parse_event(
     event: Any,
     prefix: str,
     exposures: list[dict[str, Any]],
-    conversions: list[EventInput],
+    conversions: list[tuple[EventInput, list[Experiment]]],
 ) -> None:
     require_object(event, prefix.rstrip("."))
     kind = event.get("type")
     if kind == "conversion":
         conversion = conversion_input(event, prefix)
-        _experiments_counting(services, conversion)  # the goal must exist
-        conversions.append(conversion)
+        # Also checks that the goal exists; kept so that storing need not look again.
+        conversions.append((conversion, _experiments_counting(services, conversion)))
     elif kind == "exposure":
         exposures.extend(_exposure_row(services, event, prefix))
     else:

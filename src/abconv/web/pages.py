@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
+from abconv.web.api import services
 from abconv.web.auth import admin_required
 
 bp = Blueprint("pages", __name__)
@@ -12,9 +13,9 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 @admin_required
 def dashboard() -> str:
-    services = current_app.extensions["abconv"]
+    store, registry = services().store, services().experiments
     rows = [
-        (experiment, services.store.visitors_by_variant(experiment.key))
-        for experiment in services.experiments.all().values()
+        (experiment, store.visitors_by_variant(experiment.key))
+        for experiment in registry.all().values()
     ]
     return render_template("pages/dashboard.html", rows=rows)
