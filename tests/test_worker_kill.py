@@ -51,9 +51,9 @@ def test_killing_a_worker_loses_and_doubles_nothing(
     events = [
         {"type": "conversion", "visitor": visitors[i % 50], "goal": "purchase", "value": 1,
          "event_id": f"kill-{i}"}
-        for i in range(6000)
+        for i in range(24_000)
     ]  # fmt: skip
-    batches = [{"events": events[i : i + 200]} for i in range(0, len(events), 200)]
+    batches = [{"events": events[i : i + 1000]} for i in range(0, len(events), 1000)]
 
     sending = threading.Event()
     killed: list[int] = []
@@ -82,7 +82,7 @@ def test_killing_a_worker_loses_and_doubles_nothing(
 
     store = Store(database_url)
     try:
-        assert store.count_rows("conversion", "shop") == 6000
-        assert sum(r["value_sum"] for r in store.conversions_by_variant("shop")) == 6000
+        assert store.count_rows("conversion", "shop") == 24_000
+        assert sum(r["value_sum"] for r in store.conversions_by_variant("shop")) == 24_000
     finally:
         store.dispose()
