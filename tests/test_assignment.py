@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 from abconv.assignment import Reason, assign, in_traffic, is_bot, pick_by_weight, unit_hash
-from abconv.experiment_files import parse_experiment
-from abconv.experiment_model import Experiment, Variant
+from abconv.experiments.files import parse_experiment
+from abconv.experiments.model import Experiment, Variant
 from abconv.vocabulary import Status
 from tests.conftest import experiment_toml
 

@@ -1,8 +1,8 @@
 """Read experiment files (``experiments/*.toml``) and folders; no Flask, no database.
 
 A file's problems are reported all at once, each with the file and, as far
-as :mod:`abconv.toml_lines` can tell, the line; the rules themselves live in
-:mod:`abconv.experiment_rules`.
+as :mod:`abconv.experiments.toml_lines` can tell, the line; the rules themselves live in
+:mod:`abconv.experiments.rules`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from abconv.experiment_model import Experiment, ExperimentFileError, Problem
-from abconv.experiment_rules import Checker
-from abconv.toml_lines import KeyLines
+from abconv.experiments.model import Experiment, ExperimentFileError, Problem
+from abconv.experiments.rules import Checker
+from abconv.experiments.toml_lines import KeyLines
 
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 

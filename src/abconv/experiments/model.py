@@ -1,6 +1,6 @@
 """What an experiment file describes, as frozen values (no Flask, no database).
 
-:mod:`abconv.experiment_files` builds these from TOML and
+:mod:`abconv.experiments.files` builds these from TOML and
 :mod:`abconv.experiments` keeps the current ones of a folder; everything else
 reads them. Values are validated once, when the file is loaded, so code that
 holds an :class:`Experiment` may rely on the rules documented in

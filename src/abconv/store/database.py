@@ -1,4 +1,4 @@
-"""Storage: the SQLModel tables and every query. Nothing else touches SQL.
+"""The Store: a database's engine, schema and every query.
 
 SQLite (WAL) by default, PostgreSQL when the URL says so; the same
 statements serve both. A write returns only after its transaction commits,
@@ -11,76 +11,29 @@ hosts receive the same event at once.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
-from abconv.sqlite_store import (
+from abconv.store.exposure_cache import ExposureCache
+from abconv.store.sqlite import (
     SqliteHotPath,
     SqliteWriterLock,
     create_sqlite_engine,
     database_path,
 )
-
-
-class Exposure(SQLModel, table=True):
-    """A visitor's first exposure to an experiment, with the variant they saw."""
-
-    __table_args__ = (sa.UniqueConstraint("visitor", "experiment", name="uq_exposure"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    experiment: str = Field(max_length=64)
-    visitor: str = Field(max_length=128)
-    variant: str = Field(max_length=64)
-    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
-
-
-class Conversion(SQLModel, table=True):
-    """A goal reached by an exposed visitor, credited to their variant."""
-
-    __table_args__ = (sa.UniqueConstraint("event_id", "experiment", name="uq_conversion_event"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    experiment: str = Field(max_length=64, index=True)
-    variant: str = Field(max_length=64)
-    visitor: str = Field(max_length=128)
-    goal: str = Field(max_length=64)
-    kind: str = Field(max_length=8)
-    value: float | None = None
-    event_id: str | None = Field(default=None, max_length=128)
-    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
-
-
-EXPOSURE = Exposure.__table__  # type: ignore[attr-defined]
-CONVERSION = Conversion.__table__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class StoredExposure:
-    experiment: str
-    variant: str
-    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
-
-
-@dataclass(frozen=True)
-class NewConversion:
-    experiment: str
-    variant: str
-    visitor: str
-    goal: str
-    kind: str
-    value: float | None
-    event_id: str | None
-    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
+from abconv.store.tables import (
+    CONVERSION,
+    EXPOSURE,
+    NewConversion,
+    StoredExposure,
+)
 
 
 def utcnow() -> datetime:
@@ -300,33 +253,6 @@ class Store:
         ).group_by(per_visitor.c.goal, per_visitor.c.variant)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query).all()]
-
-
-class ExposureCache:
-    """Recorded exposures this process has seen, by visitor, least recently used
-    dropped first. Only exposures known to be stored go in, never absences."""
-
-    def __init__(self, max_visitors: int = 100_000) -> None:
-        self.max_visitors = max_visitors
-        self._visitors: OrderedDict[str, dict[str, StoredExposure]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, visitor: str, experiments: Sequence[str]) -> dict[str, StoredExposure] | None:
-        """The exposures to ``experiments``, or None unless every one is known."""
-        with self._lock:
-            known = self._visitors.get(visitor)
-            if known is None or any(key not in known for key in experiments):
-                return None
-            self._visitors.move_to_end(visitor)
-            return {key: known[key] for key in experiments}
-
-    def put(self, visitor: str, exposures: Iterable[StoredExposure]) -> None:
-        with self._lock:
-            known = self._visitors.setdefault(visitor, {})
-            known.update((exposure.experiment, exposure) for exposure in exposures)
-            self._visitors.move_to_end(visitor)
-            while len(self._visitors) > self.max_visitors:
-                self._visitors.popitem(last=False)
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 :class:`Checker` turns the data of one file into an :class:`Experiment` or
 collects every problem it has, each placed on a line by
-:mod:`abconv.toml_lines`. the README (section "Experiment files") states the rules for
+:mod:`abconv.experiments.toml_lines`. the README (section "Experiment files") states the rules for
 people; keep the two together.
 """
 
@@ -15,14 +15,14 @@ from datetime import date, datetime, time
 from pathlib import PurePosixPath
 from typing import Any
 
-from abconv.experiment_model import (
+from abconv.experiments.model import (
     ANALYSIS_DEFAULTS,
     AnalysisSettings,
     Experiment,
     Goal,
     Variant,
 )
-from abconv.toml_fields import FieldChecker, Table, typed
+from abconv.experiments.toml_fields import FieldChecker, Table, typed
 from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status
 
 MAX_KEY_LENGTH = 64

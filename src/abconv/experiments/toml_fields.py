@@ -3,7 +3,7 @@
 :class:`FieldChecker` reads one field at a time (a string, a number in a
 range, a choice from a vocabulary, ...) and, when the value is missing or
 of the wrong kind, records a :class:`Problem` placed on its line by
-:mod:`abconv.toml_lines` and returns ``None``, so that a file's problems can
+:mod:`abconv.experiments.toml_lines` and returns ``None``, so that a file's problems can
 all be reported at once. Messages read "<label><field> must be <rule>, got
 <value>", where a table's label names it ("", "analysis.", 'variant "a": ').
 """
@@ -18,8 +18,8 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from abconv.experiment_model import Problem
-from abconv.toml_lines import KeyLines, Location
+from abconv.experiments.model import Problem
+from abconv.experiments.toml_lines import KeyLines, Location
 from abconv.vocabulary import allowed
 
 _Choice = TypeVar("_Choice", bound=StrEnum)

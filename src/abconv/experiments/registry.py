@@ -1,11 +1,4 @@
-"""Experiment files: parse, validate, watch (no Flask, no database).
-
-The public face of experiment files: the values (:class:`Experiment`,
-:class:`Variant`, :class:`Goal`, :class:`AnalysisSettings`), the loaders
-(:func:`load_experiment_file`, :func:`check_directory`) and
-:class:`ExperimentRegistry`, which keeps the current experiments of a folder
-for a running server. The format is described in the README (section "Experiment files").
-"""
+"""The registry: the current experiments of a folder, reloaded as files change."""
 
 from __future__ import annotations
 
@@ -16,36 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from abconv.experiment_files import (
-    check_directory,
-    experiment_file_signatures,
-    load_experiment_file,
-    parse_experiment,
-)
-from abconv.experiment_model import (
-    ANALYSIS_DEFAULTS,
-    AnalysisSettings,
-    Experiment,
-    ExperimentFileError,
-    Goal,
-    Problem,
-    Variant,
-)
+from abconv.experiments import files as experiment_files
+from abconv.experiments.model import Experiment, ExperimentFileError, Problem
 from abconv.vocabulary import Status
-
-__all__ = [
-    "ANALYSIS_DEFAULTS",
-    "AnalysisSettings",
-    "Experiment",
-    "ExperimentFileError",
-    "ExperimentRegistry",
-    "Goal",
-    "Problem",
-    "Variant",
-    "check_directory",
-    "load_experiment_file",
-    "parse_experiment",
-]
 
 Signature = tuple[int, int]  # (st_mtime_ns, st_size)
 
@@ -135,7 +101,7 @@ class ExperimentRegistry:
     def _scan(self) -> None:
         started = self._clock()
         try:
-            signatures = experiment_file_signatures(self.directory)
+            signatures = experiment_files.experiment_file_signatures(self.directory)
         except OSError as error:
             if not self._folder_missing:
                 self.logger.warning(
@@ -169,7 +135,7 @@ class ExperimentRegistry:
         path = self.directory / name
         last_good = old.experiment if old is not None else None
         try:
-            experiment = load_experiment_file(path)
+            experiment = experiment_files.load_experiment_file(path)
         except ExperimentFileError as error:
             problems = tuple(error.problems)
             if old is None or problems != old.problems:

@@ -1,0 +1,39 @@
+"""Experiment files: parse, validate, watch (no Flask, no database).
+
+The public face of experiment files: the values (:class:`Experiment`,
+:class:`Variant`, :class:`Goal`, :class:`AnalysisSettings`), the loaders
+(:func:`load_experiment_file`, :func:`check_directory`) and
+:class:`ExperimentRegistry`, which keeps the current experiments of a folder
+for a running server. The format is described in the README (section
+"Experiment files"). Modules: ``model`` (the values), ``files`` (reading),
+``rules`` and ``toml_fields`` (checking), ``toml_lines`` (line numbers),
+``registry`` (watching a folder).
+"""
+
+from __future__ import annotations
+
+from abconv.experiments.files import check_directory, load_experiment_file, parse_experiment
+from abconv.experiments.model import (
+    ANALYSIS_DEFAULTS,
+    AnalysisSettings,
+    Experiment,
+    ExperimentFileError,
+    Goal,
+    Problem,
+    Variant,
+)
+from abconv.experiments.registry import ExperimentRegistry
+
+__all__ = [
+    "ANALYSIS_DEFAULTS",
+    "AnalysisSettings",
+    "Experiment",
+    "ExperimentFileError",
+    "ExperimentRegistry",
+    "Goal",
+    "Problem",
+    "Variant",
+    "check_directory",
+    "load_experiment_file",
+    "parse_experiment",
+]
