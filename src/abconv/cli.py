@@ -25,8 +25,15 @@ def cli() -> None:
     type=click.IntRange(1, 64),
     help="gunicorn worker processes (about one per core).",
 )
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads per worker: requests each worker serves at once.",
+)
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
-def serve(host: str, port: int, workers: int, dev: bool) -> None:
+def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     """Run the server: gunicorn, or Flask's reloader with --dev."""
     from abconv.config import load_config
     from abconv.errors import AbconvError
@@ -44,7 +51,7 @@ def serve(host: str, port: int, workers: int, dev: bool) -> None:
         return
     from abconv.server import run_gunicorn
 
-    run_gunicorn(bind=f"{host}:{port}", workers=workers)
+    run_gunicorn(host=host, port=port, workers=workers, threads=threads)
 
 
 def _safe_url(url: str) -> str:

@@ -1,13 +1,64 @@
-"""``abconv serve``: gunicorn running the app factory with sensible defaults."""
+"""``abconv serve``: gunicorn running the app factory, set up to face the internet.
+
+The options gunicorn receives are made in one place, :func:`gunicorn_options`;
+gunicorn's hooks are the named functions after it. README "Deployment" says
+why each value.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
+import signal
+import socket
+import sys
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+# After a crash the old workers may still hold the port for a moment.
+PORT_WAIT_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+
+def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
+    """gunicorn's settings for ``abconv serve``."""
+    return {
+        "bind": bind,
+        "workers": workers,
+        # gthread with a read timeout and JSON refusals (see gunicorn_worker):
+        # a client that stalls mid-request holds one thread, not a process.
+        "worker_class": "abconv.gunicorn_worker.AbconvWorker",
+        "threads": threads,
+        "keepalive": 5,  # seconds an idle connection stays open, without a thread
+        "timeout": 30,  # a worker whose main loop is silent this long is restarted
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "abconv",
+        "control_socket_disable": True,  # one per host by default; abconv needs none
+        "post_fork": post_fork,
+    }
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """A worker dies with its master: after a ``kill -9`` of the master, the
+    orphaned workers would otherwise keep the port until they notice (about
+    15 s) and a restarted server could not bind it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            server.log.warning("prctl: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != worker.ppid:  # the master died before prctl took effect
+        os._exit(1)
+
+
+class AbconvGunicorn(BaseApplication):  # type: ignore[misc]
+    """gunicorn with options from a dict and the app from ``create_app``."""
+
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         super().__init__()
@@ -24,17 +75,35 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
-def run_gunicorn(bind: str, workers: int) -> None:
-    _Gunicorn(
-        {
-            "bind": bind,
-            "workers": workers,
-            "worker_class": "sync",
-            "timeout": 30,
-            "graceful_timeout": 10,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": "info",
-            "proc_name": "abconv",
-        }
-    ).run()
+def run_gunicorn(host: str, port: int, workers: int, threads: int) -> None:
+    wait_for_port(host, port)
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    AbconvGunicorn(gunicorn_options(bind, workers, threads)).run()
+
+
+def wait_for_port(host: str, port: int, seconds: float = PORT_WAIT_SECONDS) -> None:
+    """Wait until ``host:port`` can be bound, for at most ``seconds``.
+
+    Workers of a server that just crashed may still be closing the port;
+    gunicorn itself retries for 5 s only. Any other problem, or a port still
+    taken at the end, is left for gunicorn to report.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return
+    deadline = time.monotonic() + seconds
+    waiting = False
+    while True:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn
+                probe.bind(address)
+            return
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                return
+        if not waiting:
+            print(f"abconv: {host}:{port} is in use; waiting up to {seconds:.0f} s", file=sys.stderr)
+            waiting = True
+        time.sleep(0.2)

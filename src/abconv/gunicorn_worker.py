@@ -1,0 +1,153 @@
+"""The gunicorn worker of ``abconv serve``: gunicorn's threaded worker, made
+fit for clients on the internet.
+
+Three small changes, each for a failure seen with the stock workers:
+
+- A client that goes quiet in the middle of its request (headers sent, body
+  promised and not sent) held a sync worker until gunicorn's ``timeout``
+  killed it, 30 s, and two such clients stalled the whole server. Here such a
+  client holds one thread at most :data:`READ_TIMEOUT_SECONDS` per silence
+  (``SO_RCVTIMEO`` on its socket), then is cut off.
+- gunicorn accepts connections while every thread is busy and queues them
+  behind the stuck ones; a worker here stops accepting while its threads are
+  all taken, so new connections go to a worker that can answer them now.
+- Requests gunicorn refuses before the app sees them (request line or headers
+  too long, not HTTP at all) get the API's JSON error envelope, with the same
+  status, instead of gunicorn's HTML page.
+
+Relies on gunicorn 27's ``ThreadWorker`` (``enqueue_req``, ``finish_request``,
+``set_accept_enabled``), whose behaviour ``tests/test_server*.py`` pins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+from typing import Any
+
+from gunicorn.http import errors as http
+from gunicorn.workers.gthread import ThreadWorker
+
+# Long enough for a phone on a bad network to send the next packet, short
+# enough that a stalled client frees its thread soon.
+READ_TIMEOUT_SECONDS = 10
+
+# gunicorn's refusal → (status, reason phrase, error code); the messages are
+# made in _message(). Anything else keeps gunicorn's own handling.
+REFUSALS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, str, str], ...] = (
+    (http.LimitRequestLine, 414, "URI Too Long", "request_line_too_long"),
+    (http.LimitRequestHeaders, 431, "Request Header Fields Too Large", "headers_too_large"),
+    (
+        (
+            http.InvalidRequestLine,
+            http.InvalidRequestMethod,
+            http.InvalidHTTPVersion,
+            http.InvalidHeader,
+            http.InvalidHeaderName,
+            http.ObsoleteFolding,
+            http.InvalidChunkSize,
+            http.ChunkMissingTerminator,
+            http.InvalidChunkExtension,
+        ),
+        400,
+        "Bad Request",
+        "bad_request",
+    ),
+)
+# Subclasses of InvalidHeader that are the app's fault, not the client's.
+APP_FAULTS = (http.InvalidResponseHeader, http.InvalidResponseHeaderName)
+
+
+class AbconvWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's ``gthread`` worker with a read timeout, accepting only while
+    a thread is free, and JSON refusals."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_threads = 0  # connections handed to the pool and not finished
+
+    def init_process(self) -> None:
+        self.log.error_log.addFilter(_quiet_timeouts)
+        super().init_process()
+
+    def handle(self, conn: Any) -> Any:
+        """Runs in a pool thread, once per request on ``conn``."""
+        timeval = struct.pack("ll", READ_TIMEOUT_SECONDS, 0)
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        return super().handle(conn)
+
+    # enqueue_req and finish_request run on the worker's main thread only.
+    def enqueue_req(self, conn: Any) -> None:
+        self.in_threads += 1
+        super().enqueue_req(conn)
+        self._update_accepting()
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        self.in_threads -= 1
+        super().finish_request(conn, fs)
+        self._update_accepting()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled and self.in_threads < self.cfg.threads)
+
+    def _update_accepting(self) -> None:
+        self.set_accept_enabled(self.alive and self.nr_conns < self.worker_connections)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:
+        refusal = _refusal(exc)
+        if refusal is None:
+            super().handle_error(req, client, addr, exc)
+            return
+        status, reason, code = refusal
+        peer = addr[0] if addr else "unix socket"
+        self.log.warning("refused a request from %s: %s %s", peer, status, exc)
+        body = json.dumps({"error": {"code": code, "message": _message(code, exc, self.cfg)}})
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            client.sendall((head + body).encode("latin-1"))
+        except OSError:
+            pass  # the client is gone; nothing to tell
+
+
+def _refusal(exc: Exception) -> tuple[int, str, str] | None:
+    if isinstance(exc, APP_FAULTS):
+        return None
+    for kinds, status, reason, code in REFUSALS:
+        if isinstance(exc, kinds):
+            return status, reason, code
+    return None
+
+
+def _message(code: str, exc: Exception, cfg: Any) -> str:
+    if code == "request_line_too_long":
+        return (
+            f"the request line (method, URL and version) is over {cfg.limit_request_line} "
+            "bytes; send long data in a POST body"
+        )
+    if code == "headers_too_large":
+        return (
+            f"the request headers are too large: at most {cfg.limit_request_fields} headers "
+            f"of {cfg.limit_request_field_size} bytes each"
+        )
+    detail = str(exc)
+    return f"not a valid HTTP request: {detail[:200]}{'...' if len(detail) > 200 else ''}"
+
+
+def _quiet_timeouts(record: logging.LogRecord) -> bool:
+    """gunicorn logs a traceback when a client's silence trips the read
+    timeout before its headers are in; one line says it all."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, BlockingIOError | TimeoutError):
+        record.msg, record.args, record.exc_info = (
+            "closed a connection silent for %d s in the middle of its request",
+            (READ_TIMEOUT_SECONDS,),
+            None,
+        )
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
