@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
-import signal
+import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from abconv import server
 from abconv.cli import cli
+from abconv.gunicorn_worker import AbconvWorker
 from abconv.store import CONVERSION, Store
 from tests.conftest import write_experiment
-from tests.test_concurrency import ROOT, free_port
+from tests.test_concurrency import ROOT
+from tests.test_server import ASSIGN
 
 
 def test_check_passes_the_examples() -> None:
@@ -82,28 +84,54 @@ def test_simulate_an_unknown_experiment_fails_clearly(
     assert result.exit_code == 1 and "no experiment 'nope'" in result.output
 
 
-def test_serve_runs_gunicorn_on_the_defaults(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}
-    env.pop("ABCONV_EXPERIMENTS_DIR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "abconv.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def test_serve_gives_gunicorn_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(server, "wait_for_port", lambda host, port: seen.update(port=(host, port)))
+    monkeypatch.setattr(server.AbconvGunicorn, "run", lambda self: seen.update(cfg=self.cfg))
+    env = {"ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    cfg = seen["cfg"]  # what gunicorn itself holds, after its own validation
+    assert seen["port"] == ("127.0.0.1", 8000)
+    assert cfg.bind == ["127.0.0.1:8000"]
+    assert (cfg.workers, cfg.threads) == (2, 8)
+    assert cfg.worker_class_str == "abconv.gunicorn_worker.AbconvWorker"
+    assert cfg.worker_class is AbconvWorker
+    assert (cfg.keepalive, cfg.timeout, cfg.graceful_timeout) == (5, 30, 10)
+    assert cfg.post_fork is server.post_fork
+    assert cfg.control_socket_disable is True
+
+
+def test_serve_with_no_options_answers_on_127_0_0_1_port_8000(tmp_path: Path) -> None:
+    """A real run of the bare command, in a network namespace of its own so
+    that port 8000 is free whatever else runs on this machine."""
+    isolated = shutil.which("unshare") and shutil.which("ip")
+    if not isolated or subprocess.run(["unshare", "-n", "true"]).returncode:
+        pytest.skip("needs unshare -n (root) and ip for a private port 8000")
+    poll = (
+        "import time, urllib.request\n"
+        "for _ in range(300):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://127.0.0.1:8000{ASSIGN}').read().decode())\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.2)\n"
+    )
+    script = (
+        f"ip link set lo up && {{ {sys.executable} -m abconv serve & }} && "
+        f'{sys.executable} -c "$POLL"; kill -TERM $! && wait'
+    )
+    env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
+           "POLL": poll}  # fmt: skip
+    env.pop("ABCONV_EXPERIMENTS_DIR", None)  # the default: ./experiments
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    try:
-        body = b""
-        for _ in range(100):
-            try:
-                url = f"http://127.0.0.1:{port}/api/assign?visitor=alice&experiment=homepage-cta"
-                with urllib.request.urlopen(url, timeout=5) as reply:
-                    body = reply.read()
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert b'"variant"' in body
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    assert '"variant"' in done.stdout, done.stdout + done.stderr
+    assert "Listening at: http://127.0.0.1:8000" in done.stderr
+    assert "Using worker: abconv.gunicorn_worker.AbconvWorker" in done.stderr
+    assert done.stderr.count("Booting worker") == 2
 
 
 @pytest.mark.parametrize("value", ["mysql://x", "nonsense"])

@@ -104,6 +104,6 @@ def wait_for_port(host: str, port: int, seconds: float = PORT_WAIT_SECONDS) -> N
             if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                 return
         if not waiting:
-            print(f"abconv: {host}:{port} is in use; waiting up to {seconds:.0f} s", file=sys.stderr)
+            print(f"abconv: {host}:{port} in use; waiting up to {seconds:.0f} s", file=sys.stderr)
             waiting = True
         time.sleep(0.2)
