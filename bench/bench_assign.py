@@ -1,12 +1,12 @@
 """Hot path: /api/assign for new and returning visitors, as ratios of a bare Flask route.
 
-Runs gunicorn (``-w 2`` sync, as ``abconv serve``) on a bare Flask JSON route
-and on abconv with a fresh SQLite database (or ``ABCONV_DATABASE_URL``), drives
-each with ``wrk -t1 -c16`` on loopback, and prints requests per second and the
-ratio to the bare route measured in the same run. Needs ``wrk``
-(``apt-get install wrk``).
+Runs gunicorn with the settings of ``abconv serve`` (2 workers of 8 threads;
+``--worker sync``: the former 2 sync workers) on a bare Flask JSON route and on
+abconv with a fresh SQLite database (or ``ABCONV_DATABASE_URL``), drives each
+with ``wrk -t1 -c16`` on loopback, and prints requests per second and the ratio
+to the bare route measured in the same run. Needs ``wrk`` (``apt-get install wrk``).
 
-    python3 bench/bench_assign.py [--seconds 5]
+    python3 bench/bench_assign.py [--seconds 5] [--worker abconv|sync]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def free_port() -> int:
 def start(target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", target],
+        [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_settings",
+         "-b", f"127.0.0.1:{port}", target],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -84,13 +85,16 @@ def wrk(url: str, seconds: int, script: str | None = None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--worker", choices=["abconv", "sync"], default="abconv")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench_assign needs wrk: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp())
     env = {**os.environ, "ABCONV_EXPERIMENTS_DIR": str(ROOT / "experiments")}
     env.setdefault("ABCONV_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}")
-    env["PYTHONPATH"] = str(ROOT / "bench")
+    # This checkout's abconv, whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench"), str(ROOT / "src")])
+    env["BENCH_WORKER"] = args.worker
     bare, bare_url = start("bare_app:app", env)
     abconv, abconv_url = start("wsgi:app", env)
     try:
@@ -109,7 +113,8 @@ def main() -> None:
             process.wait()
     bare_rate = (base + base_again) / 2
     database = env["ABCONV_DATABASE_URL"].split(":")[0]
-    print(f"database: {database}; gunicorn -w 2 sync; wrk -t1 -c16 -d{args.seconds}s")
+    setting = "2 sync workers" if args.worker == "sync" else "abconv serve: 2 workers x 8 threads"
+    print(f"database: {database}; gunicorn {setting}; wrk -t1 -c16 -d{args.seconds}s")
     rows = [
         ("bare Flask route", bare_rate, f"runs: {base:.0f}, {base_again:.0f}"),
         ("assign, returning", returning, "no write; no query once cached"),

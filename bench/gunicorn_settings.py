@@ -1,0 +1,13 @@
+"""gunicorn settings for the benchmarks: those of ``abconv serve``
+(``BENCH_WORKER=abconv``, the default) or the former 2 sync workers
+(``BENCH_WORKER=sync``); used as ``gunicorn -c python:gunicorn_settings``."""
+
+import os
+
+from abconv.server import gunicorn_options
+
+_options = gunicorn_options("127.0.0.1:8000", workers=2, threads=8)
+del _options["bind"]  # the benchmark passes -b
+if os.environ.get("BENCH_WORKER") == "sync":
+    _options.update(worker_class="sync", threads=1)
+globals().update(_options)
