@@ -7,7 +7,8 @@ Three small changes, each for a failure seen with the stock workers:
   promised and not sent) held a sync worker until gunicorn's ``timeout``
   killed it, 30 s, and two such clients stalled the whole server. Here such a
   client holds one thread at most :data:`READ_TIMEOUT_SECONDS` per silence
-  (``SO_RCVTIMEO`` on its socket), then is cut off.
+  (``SO_RCVTIMEO`` on its socket, and ``SO_SNDTIMEO`` for one that stops
+  reading), then is cut off.
 - gunicorn accepts connections while every thread is busy and queues them
   behind the stuck ones; a worker here stops accepting while its threads are
   all taken, so new connections go to a worker that can answer them now.
@@ -76,6 +77,8 @@ class AbconvWorker(ThreadWorker):  # type: ignore[misc]
         """Runs in a pool thread, once per request on ``conn``."""
         timeval = struct.pack("ll", READ_TIMEOUT_SECONDS, 0)
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        # The same bound for a client that stops reading its replies.
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         return super().handle(conn)
 
     # enqueue_req and finish_request run on the worker's main thread only.
