@@ -6,7 +6,7 @@ abconv with a fresh SQLite database (or ``ABCONV_DATABASE_URL``), drives each
 with ``wrk -t1 -c16`` on loopback, and prints requests per second and the ratio
 to the bare route measured in the same run. Needs ``wrk`` (``apt-get install wrk``).
 
-    python3 bench/bench_assign.py [--seconds 5] [--worker abconv|sync]
+    python3 bench/bench_assign.py [--seconds 5] [--worker abconv|sync] [--threads 8]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--worker", choices=["abconv", "sync"], default="abconv")
+    parser.add_argument("--threads", type=int, default=8, help="per worker (abconv worker)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench_assign needs wrk: apt-get install wrk")
@@ -94,7 +95,7 @@ def main() -> None:
     env.setdefault("ABCONV_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}")
     # This checkout's abconv, whatever is installed.
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench"), str(ROOT / "src")])
-    env["BENCH_WORKER"] = args.worker
+    env["BENCH_WORKER"], env["BENCH_THREADS"] = args.worker, str(args.threads)
     bare, bare_url = start("bare_app:app", env)
     abconv, abconv_url = start("wsgi:app", env)
     try:
@@ -113,7 +114,9 @@ def main() -> None:
             process.wait()
     bare_rate = (base + base_again) / 2
     database = env["ABCONV_DATABASE_URL"].split(":")[0]
-    setting = "2 sync workers" if args.worker == "sync" else "abconv serve: 2 workers x 8 threads"
+    setting = (
+        "2 sync workers" if args.worker == "sync" else f"2 abconv workers x {args.threads} threads"
+    )
     print(f"database: {database}; gunicorn {setting}; wrk -t1 -c16 -d{args.seconds}s")
     rows = [
         ("bare Flask route", bare_rate, f"runs: {base:.0f}, {base_again:.0f}"),

@@ -1,12 +1,14 @@
 """gunicorn settings for the benchmarks: those of ``abconv serve``
-(``BENCH_WORKER=abconv``, the default) or the former 2 sync workers
-(``BENCH_WORKER=sync``); used as ``gunicorn -c python:gunicorn_settings``."""
+(``BENCH_WORKER=abconv``, the default; ``BENCH_THREADS`` threads per worker,
+8 unless set) or the former 2 sync workers (``BENCH_WORKER=sync``); used as
+``gunicorn -c python:gunicorn_settings``."""
 
 import os
 
 from abconv.server import gunicorn_options
 
-_options = gunicorn_options("127.0.0.1:8000", workers=2, threads=8)
+_threads = int(os.environ.get("BENCH_THREADS", "8"))
+_options = gunicorn_options("127.0.0.1:8000", workers=2, threads=_threads)
 del _options["bind"]  # the benchmark passes -b
 if os.environ.get("BENCH_WORKER") == "sync":
     _options.update(worker_class="sync", threads=1)
