@@ -280,8 +280,8 @@ class Store:
                 return [dict(row._mapping) for row in conn.execute(query).all()]
         except sa.exc.DataError as error:
             raise ValueError(
-                f"the stored values of experiment {experiment!r} overflow the database's "
-                f"arithmetic: {error.orig}"
+                f"value_sum or value_sum_squares of experiment {experiment!r} overflows "
+                f"the database's arithmetic: {error.orig}"
             ) from error
 
 
