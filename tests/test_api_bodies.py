@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from abconv.inputs import MAX_JSON_DEPTH, require_shallow
 from abconv.errors import AbconvError
+from abconv.inputs import MAX_JSON_DEPTH, require_shallow
 from tests.conftest import assert_error
 
 ROUTES = ["/api/convert", "/api/assign", "/api/events"]

@@ -17,7 +17,6 @@ from abconv.experiments import Experiment
 from abconv.service import Services
 from abconv.stats import analyze
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -34,9 +33,7 @@ def results_document(services: Services, key: str) -> dict[str, Any]:
     caps = {goal.key: goal.cap for goal in experiment.goals if goal.cap is not None}
     try:
         conversions = store.conversions_by_variant(key, caps)
-        document = analyze(
-            analysis_input(experiment, store.visitors_by_variant(key), conversions)
-        )
+        document = analyze(analysis_input(experiment, store.visitors_by_variant(key), conversions))
     except (ValueError, TypeError) as error:
         logger.error("results of experiment %r: stored data out of range: %s", key, error)
         raise AbconvError(
