@@ -117,3 +117,11 @@ def test_a_time_from_2000_on_is_accepted(app: Flask, client: FlaskClient, time: 
     events = [{"type": "exposure", "visitor": "bob", "experiment": "shop", "time": time}]
     assert client.post("/api/events", json={"events": events}).status_code == 200
     assert app.extensions["abconv"].store.count_rows("exposure") == 1
+
+
+def test_a_number_past_pythons_digit_limit_is_bad_json(app: Flask, client: FlaskClient) -> None:
+    # Python refuses to read integers of over 4,300 digits: the body is unreadable.
+    body = f'{{"visitor": "alice", "goal": "purchase", "value": {"9" * 5000}}}'
+    reply = client.post("/api/convert", data=body, content_type="application/json")
+    assert_error(reply, 400, "bad_json")
+    assert app.extensions["abconv"].store.count_rows("conversion") == 0

@@ -31,9 +31,10 @@ def results_document(services: Services, key: str) -> dict[str, Any]:
     experiment = services.experiment(key)
     store = services.store
     caps = {goal.key: goal.cap for goal in experiment.goals if goal.cap is not None}
+    visitors = store.visitors_by_variant(key)
     try:
         conversions = store.conversions_by_variant(key, caps)
-        document = analyze(analysis_input(experiment, store.visitors_by_variant(key), conversions))
+        document = analyze(analysis_input(experiment, visitors, conversions))
     except (ValueError, TypeError) as error:
         logger.error("results of experiment %r: stored data out of range: %s", key, error)
         raise AbconvError(
