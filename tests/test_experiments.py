@@ -185,6 +185,8 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
         "kind": "soft",
         "value": False,
         "primary": False,
+        "max_value": None,
+        "cap": None,
     }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders

@@ -33,7 +33,7 @@ TOP_LEVEL_FIELDS = (
     "control", "winner", "variants", "goals", "analysis",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
-GOAL_FIELDS = ("key", "kind", "value", "primary")
+GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap")
 # The variant field each kind needs, and the fields it may have at all.
 KIND_FIELD = {
     ExperimentKind.CTA: "content",
@@ -183,9 +183,21 @@ class Checker(FieldChecker):
             self.unique(table, key, seen, "goal")
             kind = self.choice(table, "kind", GoalKind, None)
             value = self.flag(table, "value", False)
+            max_value = self.value_limit(table, "max_value", value)
+            cap = self.value_limit(table, "cap", value)
             if key is not None and kind is not None and value is not None:
-                goals.append(Goal(key, kind, value, index in primaries))
+                goals.append(Goal(key, kind, value, index in primaries, max_value, cap))
         return goals
+
+    def value_limit(self, table: Table, field: str, value: bool | None) -> float | None:
+        """``max_value`` or ``cap``: optional, a finite number > 0, on value goals only."""
+        if field not in table.data:
+            return None
+        limit = self.ranged(table, field, 0, lambda x: x > 0, "> 0")
+        if value is False:
+            self.problem(table.at(field), f"{table.label}{field} needs value = true")
+            return None
+        return limit
 
     def unique(self, table: Table, key: str | None, seen: dict[str, str], what: str) -> None:
         if key is None:
