@@ -148,3 +148,10 @@ def test_results_csv_neutralises_every_text_cell() -> None:
     [row] = list(csv.DictReader(io.StringIO(results_csv(document))))
     assert row["goal"] == "'@goal" and row["kind"] == "'+hard" and row["variant"] == "'=cmd"
     assert row["abs_diff"] == "-0.05" and row["rel_lift"] == "-0.3"  # numbers stay numbers
+
+
+@pytest.mark.parametrize("url", ["/api/assign", "/api/convert", "/api/events"])
+def test_bodies_over_the_limit_get_413(client: FlaskClient, url: str) -> None:
+    body = '{"visitor": "' + "a" * (1024 * 1024) + '"}'
+    reply = client.post(url, data=body, headers={"Content-Type": "application/json"})
+    assert_error(reply, 413, "body_too_large")
