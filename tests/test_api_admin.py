@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from flask.testing import FlaskClient
 
 from abconv import create_app
 from tests.conftest import assert_error
+
 
 def test_experiments_lists_the_definitions(client: FlaskClient) -> None:
     body = client.get("/api/experiments").get_json()

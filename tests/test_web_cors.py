@@ -13,7 +13,10 @@ from abconv import create_app
 from tests.conftest import ADMIN_AUTHORIZATION
 
 SHOP = "https://shop.example.com"
-PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}  # fmt: skip
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type",
+}
 PUBLIC = [("get", "/api/assign?visitor=a"), ("post", "/api/assign"), ("post", "/api/convert")]
 BODIES = {"/api/assign": {"visitor": "a"}, "/api/convert": {"visitor": "a", "goal": "purchase"}}
 

@@ -22,7 +22,9 @@ def every_get_reply(client: FlaskClient) -> Iterator[tuple[str, TestResponse]]:
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or set()):
             continue
-        values = {arg: "abconv.css" if rule.endpoint == "static" else "shop" for arg in rule.arguments}
+        values = {
+            arg: "abconv.css" if rule.endpoint == "static" else "shop" for arg in rule.arguments
+        }
         url = rule.build(values, append_unknown=False)[1]
         yield url, read(client.get(url + ("?visitor=a" if rule.endpoint == "api.assign" else "")))
     for url in ("/no-such-page", "/api/no-such-route", "/api/experiments/nope"):
@@ -111,7 +113,9 @@ def test_the_session_cookie_is_httponly_and_samesite_lax(session_app: Callable[.
     assert "HttpOnly" in secure and "SameSite=Lax" in secure and "Secure" in secure
 
 
-def test_https_behind_a_trusted_proxy_makes_the_cookie_secure(session_app: Callable[..., Flask]) -> None:
+def test_https_behind_a_trusted_proxy_makes_the_cookie_secure(
+    session_app: Callable[..., Flask],
+) -> None:
     behind = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
     trusted = session_app(ABCONV_TRUSTED_PROXIES="1").test_client()
     assert "Secure" in cookie(trusted.get("/session-probe", headers=behind))

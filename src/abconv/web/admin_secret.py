@@ -37,7 +37,9 @@ def generated_password(instance_dir: Path) -> str:
     try:
         password = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
-        raise AbconvError("bad_config", f"cannot read the admin password in {path}: {error}") from error
+        raise AbconvError(
+            "bad_config", f"cannot read the admin password in {path}: {error}"
+        ) from error
     if not password:
         raise AbconvError("bad_config", f"the admin password file {path} is empty")
     return password

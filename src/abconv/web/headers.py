@@ -53,5 +53,5 @@ def _add_security_headers(response: Response) -> Response:
 class _SecureWhenHttps(SecureCookieSessionInterface):
     """Flask's cookie session, ``Secure`` per request rather than per config."""
 
-    def get_cookie_secure(self, app: Flask) -> bool:  # type: ignore[override]
+    def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
