@@ -261,6 +261,21 @@ def test_admin_writes_from_here_or_with_the_token_pass(
     assert anonymous_client.post("/api/events", json=EVENTS, headers=headers).status_code == 200
 
 
+def test_behind_a_trusted_proxy_the_origin_is_the_public_one(make_app: Any) -> None:
+    client = make_app(ABCONV_TRUSTED_PROXIES="1").test_client()
+    proxied = {
+        **basic(ADMIN_PASSWORD),
+        "X-Forwarded-For": "198.51.100.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "abconv.example",
+    }
+    own = {**proxied, "Origin": "https://abconv.example"}
+    assert client.post("/api/events", json=EVENTS, headers=own).status_code == 200
+    plain_http = {**proxied, "Origin": "http://abconv.example"}
+    reply = client.post("/api/events", json=EVENTS, headers=plain_http)
+    assert_error(reply, 403, "cross_site_request")
+
+
 def test_every_admin_write_is_guarded(anonymous_client: FlaskClient, app: Flask) -> None:
     posts = [
         rule.build({arg: "shop" for arg in rule.arguments}, append_unknown=False)[1]
