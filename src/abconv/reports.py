@@ -105,7 +105,11 @@ CSV_COLUMNS = [
 
 
 def results_csv(document: dict[str, Any]) -> str:
-    """One row per goal × variant; empty cells where a figure is undefined."""
+    """One row per goal × variant; empty cells where a figure is undefined.
+
+    Text cells that a spreadsheet would take for a formula start with ``'``
+    (:func:`spreadsheet_safe`).
+    """
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -113,26 +117,42 @@ def results_csv(document: dict[str, Any]) -> str:
         for variant in goal["variants"]:
             versus = variant["vs_control"] or {}
             value = variant["value"] or {}
-            writer.writerow(
-                {
-                    "goal": goal["key"], "kind": goal["kind"], "primary": goal["primary"],
-                    "variant": variant["key"], "control": variant["control"],
-                    "visitors": variant["visitors"], "conversions": variant["conversions"],
-                    "rate": variant["rate"],
-                    "rate_ci_low": _at(variant["rate_ci"], 0),
-                    "rate_ci_high": _at(variant["rate_ci"], 1),
-                    "prob_best": variant["prob_best"], "expected_loss": variant["expected_loss"],
-                    "abs_diff": versus.get("abs_diff"),
-                    "abs_diff_ci_low": _at(versus.get("abs_diff_ci"), 0),
-                    "abs_diff_ci_high": _at(versus.get("abs_diff_ci"), 1),
-                    "rel_lift": versus.get("rel_lift"), "p_value": versus.get("p_value"),
-                    "p_value_adjusted": versus.get("p_value_adjusted"),
-                    "chance_to_beat_control": versus.get("chance_to_beat_control"),
-                    "value_sum": value.get("sum"), "value_per_visitor": value.get("per_visitor"),
-                    "aov": value.get("aov"), "capped_visitors": value.get("capped_visitors"),
-                }
-            )  # fmt: skip
+            row = {
+                "goal": goal["key"], "kind": goal["kind"], "primary": goal["primary"],
+                "variant": variant["key"], "control": variant["control"],
+                "visitors": variant["visitors"], "conversions": variant["conversions"],
+                "rate": variant["rate"],
+                "rate_ci_low": _at(variant["rate_ci"], 0),
+                "rate_ci_high": _at(variant["rate_ci"], 1),
+                "prob_best": variant["prob_best"], "expected_loss": variant["expected_loss"],
+                "abs_diff": versus.get("abs_diff"),
+                "abs_diff_ci_low": _at(versus.get("abs_diff_ci"), 0),
+                "abs_diff_ci_high": _at(versus.get("abs_diff_ci"), 1),
+                "rel_lift": versus.get("rel_lift"), "p_value": versus.get("p_value"),
+                "p_value_adjusted": versus.get("p_value_adjusted"),
+                "chance_to_beat_control": versus.get("chance_to_beat_control"),
+                "value_sum": value.get("sum"), "value_per_visitor": value.get("per_visitor"),
+                "aov": value.get("aov"), "capped_visitors": value.get("capped_visitors"),
+            }  # fmt: skip
+            writer.writerow({column: spreadsheet_safe(cell) for column, cell in row.items()})
     return out.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, made plain text.
+
+    A leading ``'`` makes Excel, LibreOffice and Google Sheets show the text
+    as typed instead of evaluating ``=HYPERLINK(...)`` or ``-2+3+cmd|...``.
+    Only text is touched: numbers come from the analysis, never from a
+    visitor or a file, and ``-0.01`` is a value to a spreadsheet, which
+    quoting would turn into text that no longer sums.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 def _at(pair: list[float | None] | None, index: int) -> float | None:
