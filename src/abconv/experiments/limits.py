@@ -63,13 +63,11 @@ def problem(path: str | Path, line: int | None, message: str) -> ExperimentFileE
 
 def unexpected(path: str | Path, error: Exception) -> ExperimentFileError:
     """The error for whatever else went wrong reading the file (a bug, a
-    surprise of the file system), with ``error`` as its cause for the log."""
+    surprise of the file system); raise it ``from error`` for the log."""
     reason = f"{type(error).__name__}: {error}"
     if len(reason) > 200:
         reason = reason[:197] + "..."
-    failure = problem(path, None, f"could not be read: {reason}")
-    failure.__cause__ = error
-    return failure
+    return problem(path, None, f"could not be read: {reason}")
 
 
 def read_bounded(path: str | Path) -> bytes:
