@@ -42,4 +42,4 @@ def _fate(registry: ExperimentRegistry, name: str, served: set[str]) -> str:
         return "No experiment runs until the folder can be read."
     if name in served:
         return "Visitors still get the last version of this experiment that loaded."
-    return "This experiment is not running: it has not loaded yet."
+    return "Not served: this file has never loaded without problems."
