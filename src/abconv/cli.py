@@ -80,9 +80,13 @@ def _safe_url(url: str) -> str:
 def check(directory: Path | None) -> None:
     """Validate experiment files in DIRECTORY (default: ABCONV_EXPERIMENTS_DIR or ./experiments)."""
     from abconv.config import load_config
+    from abconv.errors import AbconvError
     from abconv.experiments import check_directory
 
-    folder = directory or load_config().experiments_dir
+    try:
+        folder = directory or load_config().experiments_dir
+    except AbconvError as error:
+        raise click.ClickException(error.message) from None
     experiments, problems = check_directory(folder)
     for problem in problems:
         click.echo(str(problem), err=True)
