@@ -88,7 +88,8 @@ def test_serve_gives_gunicorn_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_
     seen: dict[str, Any] = {}
     monkeypatch.setattr(server, "wait_for_port", lambda host, port: seen.update(port=(host, port)))
     monkeypatch.setattr(server.AbconvGunicorn, "run", lambda self: seen.update(cfg=self.cfg))
-    env = {"ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}
+    env = {"ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
+           "ABCONV_INSTANCE_DIR": str(tmp_path / "instance")}  # fmt: skip
     result = CliRunner().invoke(cli, ["serve"], env=env)
     assert result.exit_code == 0, result.output
     cfg = seen["cfg"]  # what gunicorn itself holds, after its own validation
@@ -122,7 +123,7 @@ def test_serve_with_no_options_answers_on_127_0_0_1_port_8000(tmp_path: Path) ->
         f'{sys.executable} -c "$POLL"; kill -TERM $! && wait'
     )
     env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
-           "POLL": poll}  # fmt: skip
+           "ABCONV_INSTANCE_DIR": str(tmp_path / "instance"), "POLL": poll}  # fmt: skip
     env.pop("ABCONV_EXPERIMENTS_DIR", None)  # the default: ./experiments
     done = subprocess.run(
         ["unshare", "-n", "sh", "-c", script],
@@ -138,3 +139,23 @@ def test_serve_with_no_options_answers_on_127_0_0_1_port_8000(tmp_path: Path) ->
 def test_serve_rejects_a_bad_database_url(value: str) -> None:
     result = CliRunner().invoke(cli, ["serve"], env={"ABCONV_DATABASE_URL": value})
     assert result.exit_code == 1 and "ABCONV_DATABASE_URL" in result.output
+
+
+def test_serve_says_where_the_admin_password_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    monkeypatch.setattr(
+        "abconv.server.run_gunicorn",
+        lambda host, port, workers, threads: started.append(f"{host}:{port}"),
+    )
+    instance = tmp_path / "instance"
+    env = {"ABCONV_INSTANCE_DIR": str(instance),
+           "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}  # fmt: skip
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+    assert result.exit_code == 0 and started == ["127.0.0.1:8000"], result.output
+    path = instance.resolve() / "admin-password"
+    assert f"admin password in {path}" in result.output and path.read_text().strip()
+    with_one = CliRunner().invoke(cli, ["serve"], env={**env, "ABCONV_ADMIN_PASSWORD": "s3cret"})
+    assert "admin routes need ABCONV_ADMIN_PASSWORD" in with_one.output
+    assert "s3cret" not in with_one.output

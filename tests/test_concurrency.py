@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from abconv.store import Store
+from tests.conftest import ADMIN_AUTHORIZATION, ADMIN_PASSWORD
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,7 +32,9 @@ def free_port() -> int:
 def request(base: str, path: str, body: dict[str, object] | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
-        base + path, data=data, headers={"Content-Type": "application/json"}
+        base + path,
+        data=data,
+        headers={"Content-Type": "application/json", "Authorization": ADMIN_AUTHORIZATION},
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as reply:
@@ -52,7 +55,8 @@ def gunicorn(
     """A gunicorn with 4 workers on a free port: its base URL and master process."""
     port = free_port()
     env = {**os.environ, "ABCONV_DATABASE_URL": database_url,
-           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}  # fmt: skip
+           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
+           "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

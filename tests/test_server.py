@@ -26,6 +26,7 @@ ASSIGN = "/api/assign?visitor=alice&experiment=homepage-cta"
 def start_serve(port: int, database: Path, *args: str) -> subprocess.Popen[bytes]:
     """``abconv serve`` in its own process group, on the example experiments."""
     env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{database}",
+           "ABCONV_INSTANCE_DIR": str(database.parent / "instance"),
            "ABCONV_EXPERIMENTS_DIR": str(ROOT / "experiments")}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "abconv", "serve", "--port", str(port), *args],
