@@ -23,11 +23,12 @@ from tests.test_concurrency import ROOT, free_port
 ASSIGN = "/api/assign?visitor=alice&experiment=homepage-cta"
 
 
-def start_serve(port: int, database: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``abconv serve`` in its own process group, on the example experiments."""
+def start_serve(port: int, database: Path, *args: str, **variables: str) -> subprocess.Popen[bytes]:
+    """``abconv serve`` in its own process group, on the example experiments;
+    ``variables`` are more ``ABCONV_*`` settings."""
     env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{database}",
            "ABCONV_INSTANCE_DIR": str(database.parent / "instance"),
-           "ABCONV_EXPERIMENTS_DIR": str(ROOT / "experiments")}  # fmt: skip
+           "ABCONV_EXPERIMENTS_DIR": str(ROOT / "experiments"), **variables}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "abconv", "serve", "--port", str(port), *args],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -7,6 +7,7 @@ everything else is the shipped file.
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import subprocess
@@ -42,7 +43,7 @@ def site_for_test(abconv_port: int, port: int) -> str:
 def nginx_port(tmp_path: Path) -> Iterator[int]:
     """nginx with deploy/nginx.conf in front of ``abconv serve``: its port."""
     abconv_port, port = free_port(), free_port()
-    abconv = start_serve(abconv_port, tmp_path / "nginx.sqlite3")
+    abconv = start_serve(abconv_port, tmp_path / "nginx.sqlite3", ABCONV_TRUSTED_PROXIES="1")
     (tmp_path / "site.conf").write_text(site_for_test(abconv_port, port))
     (tmp_path / "nginx.conf").write_text(
         f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
@@ -79,3 +80,25 @@ def test_slow_clients_stop_at_nginx(nginx_port: int) -> None:
     finally:
         for sock in clients:
             sock.close()
+
+
+def wrong_password(port: int, source: str, forged: str) -> int:
+    """An admin request with a wrong password from ``source`` (a loopback
+    address) that claims to come from ``forged``; its status."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        headers = {"Authorization": "Bearer wrong", "X-Forwarded-For": forged}
+        connection.request("GET", "/api/experiments", headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_behind_nginx_abconv_sees_each_client_and_no_forged_address(nginx_port: int) -> None:
+    # The wrong-password limit counts per client address (5 per 10 minutes),
+    # so it shows which address abconv believed.
+    statuses = [wrong_password(nginx_port, "127.0.0.2", f"10.0.0.{i}") for i in range(6)]
+    assert statuses == [401] * 5 + [429]  # one client, whatever it wrote
+    assert wrong_password(nginx_port, "127.0.0.3", "127.0.0.2") == 401  # not nginx's address
