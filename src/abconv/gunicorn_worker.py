@@ -143,12 +143,12 @@ def _message(code: str, exc: Exception, cfg: Any) -> str:
 
 
 def _quiet_timeouts(record: logging.LogRecord) -> bool:
-    """gunicorn logs a traceback when a client's silence trips the read
-    timeout before its headers are in; one line says it all."""
+    """gunicorn logs a traceback when a stalled client trips the socket
+    timeouts outside the app (reading headers, writing); one line says it all."""
     error = record.exc_info[1] if record.exc_info else None
     if isinstance(error, BlockingIOError | TimeoutError):
         record.msg, record.args, record.exc_info = (
-            "closed a connection silent for %d s in the middle of its request",
+            "closed a connection stalled for %d s (sending its request or reading the reply)",
             (READ_TIMEOUT_SECONDS,),
             None,
         )

@@ -46,8 +46,9 @@ def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
 
 def post_fork(server: Any, worker: Any) -> None:
     """A worker dies with its master: after a ``kill -9`` of the master, the
-    orphaned workers would otherwise keep the port until they notice (about
-    15 s) and a restarted server could not bind it."""
+    orphaned workers would otherwise keep the port until they notice and
+    finish their requests (15 s was seen), and a restarted server could not
+    bind it."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
