@@ -121,10 +121,11 @@ def _assignment_json(experiment: Experiment, variant: Variant, enrolled: bool) -
 
 def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
     """Record a conversion for every running experiment the visitor was exposed to
-    before it and that counts this goal. A repeated ``event_id`` changes nothing."""
+    before it and that counts this goal. A visitor's repeated ``event_id`` changes
+    nothing; another visitor's use of the same id is another event."""
     candidates = _experiments_counting(services, event)
     if event.event_id is not None:
-        earlier = services.store.conversions_with_event(event.event_id)
+        earlier = services.store.conversions_with_event(event.visitor, event.event_id)
         if earlier:
             return _conversion_reply(event, earlier, duplicate=True)
     exposures = services.store.exposures_of(event.visitor, [e.key for e in candidates])

@@ -3,7 +3,7 @@
 SQLite (WAL) by default, PostgreSQL when the URL says so; the same
 statements serve both. A write returns only after its transaction commits,
 so a 2xx reply means the event is stored. Duplicates (a repeated exposure,
-a repeated ``event_id``) are absorbed by unique constraints with
+a visitor's repeated ``event_id``) are absorbed by unique constraints with
 ``ON CONFLICT DO NOTHING``, which stays correct when several workers or
 hosts receive the same event at once.
 """
@@ -30,6 +30,7 @@ from abconv.store.sqlite import (
 )
 from abconv.store.tables import (
     CONVERSION,
+    CONVERSION_KEY,
     EXPOSURE,
     NewConversion,
     StoredExposure,
@@ -68,11 +69,12 @@ class Store:
             .returning(EXPOSURE.c.id)
         )
         self._select_event = sa.select(*_conversion_columns()).where(
-            CONVERSION.c.event_id == sa.bindparam("event_id")
+            CONVERSION.c.visitor == sa.bindparam("visitor"),
+            CONVERSION.c.event_id == sa.bindparam("event_id"),
         )
         self._insert_conversion = (
             self._insert(CONVERSION)
-            .on_conflict_do_nothing(index_elements=["event_id", "experiment"])
+            .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
             .returning(CONVERSION.c.id)
         )
 
@@ -192,15 +194,18 @@ class Store:
 
     # -- conversions -------------------------------------------------------
 
-    def conversions_with_event(self, event_id: str) -> list[NewConversion]:
+    def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
+        """The conversions ``visitor`` recorded with ``event_id``: never another
+        visitor's, whose event ids are theirs."""
         with self.engine.connect() as conn:
-            rows = conn.execute(self._select_event, {"event_id": event_id}).all()
-        return [NewConversion(*row) for row in rows]
+            rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
+            return [NewConversion(*row) for row in rows.all()]
 
     def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
         """Insert conversions inside a write transaction; True where a row was new.
 
-        A conversion whose (event_id, experiment) is stored already changes nothing.
+        A conversion whose (visitor, event_id, experiment) is stored already
+        changes nothing.
         """
         return [_count(conn.execute(self._insert_conversion, row.__dict__)) == 1 for row in rows]
 
