@@ -27,9 +27,7 @@ def stored(app: Flask) -> list[tuple[str, str, float, str]]:
     return sorted((r.visitor, r.variant, r.value, r.event_id) for r in rows)
 
 
-def test_another_visitors_event_id_records_their_own_event(
-    app: Flask, client: FlaskClient
-) -> None:
+def test_another_visitors_event_id_records_their_own_event(app: Flask, client: FlaskClient) -> None:
     alice_variant = expose(client, "alice")
     mallory_variant = expose(client, "mallory")
     convert(client, "alice", 49.9, "order-1001")
@@ -65,9 +63,7 @@ def test_a_duplicate_shows_only_the_visitors_own_rows(app: Flask, client: FlaskC
     assert app.extensions["abconv"].store.count_rows("conversion") == 2
 
 
-def test_an_unexposed_visitor_reusing_an_id_learns_nothing(
-    app: Flask, client: FlaskClient
-) -> None:
+def test_an_unexposed_visitor_reusing_an_id_learns_nothing(app: Flask, client: FlaskClient) -> None:
     expose(client, "alice")
     convert(client, "alice", 49.9, "order-1001")
 

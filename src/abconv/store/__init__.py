@@ -7,7 +7,8 @@ the per-worker cache of recorded exposures.
 
 from __future__ import annotations
 
-from abconv.store.database import Store, normalise_url, utcnow
+from abconv.store import schema
+from abconv.store.database import UNAVAILABLE, Store, normalise_url, utcnow
 from abconv.store.exposure_cache import ExposureCache
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
@@ -18,6 +19,8 @@ __all__ = [
     "NewConversion",
     "Store",
     "StoredExposure",
+    "UNAVAILABLE",
     "normalise_url",
+    "schema",
     "utcnow",
 ]

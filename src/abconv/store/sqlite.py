@@ -12,6 +12,8 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,29 @@ def create_sqlite_engine(url: str) -> Engine:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30})
     sa.event.listen(engine, "connect", lambda connection, _record: apply_pragmas(connection))
+    sa.event.listen(engine, "handle_error", _reopen_if_read_only)
     return engine
+
+
+def is_read_only(error: BaseException) -> bool:
+    """Whether SQLite refused a write because its file cannot be written."""
+    return isinstance(error, sqlite3.Error) and "READONLY" in str(
+        getattr(error, "sqlite_errorname", "")
+    )
+
+
+def _reopen_if_read_only(context: sa.engine.ExceptionContext) -> None:
+    """A connection opened while the file could not be written stays read-only
+    after the file can be written again: drop it, so the next one can write."""
+    if is_read_only(context.original_exception):
+        context.is_disconnect = True
+
+
+def is_writable(database: str) -> bool:
+    """Whether this process may write the database file (and its WAL, if any)."""
+    wal = f"{database}-wal"
+    paths = [database, wal] if os.path.exists(wal) else [database]
+    return all(os.access(path, os.W_OK) for path in paths)
 
 
 class SqliteWriterLock:
@@ -107,7 +131,8 @@ class SqliteHotPath:
         self._opened: list[sqlite3.Connection] = []
 
     def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime]]:
-        rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
+        with self._reopened_if_read_only():
+            rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
         return [
             (experiment, variant, datetime.fromisoformat(at)) for experiment, variant, at in rows
         ]
@@ -119,7 +144,7 @@ class SqliteHotPath:
             (r["experiment"], r["visitor"], r["variant"], r["created_at"].strftime(TIME_FORMAT))
             for r in rows
         ]
-        with self.writer_lock:
+        with self.writer_lock, self._reopened_if_read_only():
             connection.execute("BEGIN IMMEDIATE")
             try:
                 inserted = sum(
@@ -136,6 +161,19 @@ class SqliteHotPath:
             connection.close()
         self._opened.clear()
         self._local = threading.local()
+
+    @contextmanager
+    def _reopened_if_read_only(self) -> Iterator[None]:
+        """See :func:`_reopen_if_read_only`: this thread's next call opens anew."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            if is_read_only(error):
+                connection = self._local.connection
+                self._opened.remove(connection)
+                connection.close()
+                self._local.pid = None
+            raise
 
     def _connection(self) -> sqlite3.Connection:
         local = self._local

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from flask import Flask
 
 from abconv.web import api, errors, pages
 
 
 def init_app(app: Flask) -> None:
     errors.init_app(app)
-    app.before_request(_ensure_schema)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
-
-
-def _ensure_schema() -> None:
-    if request.endpoint != "api.healthz":
-        current_app.extensions["abconv"].store.ensure_schema()
