@@ -26,8 +26,13 @@ INSERT_EXPOSURE = (
     "INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
 )
-# How SQLAlchemy stores DateTime in SQLite; the hot path writes the same.
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def stored_time(at: datetime) -> str:
+    """``at`` as SQLAlchemy stores a DateTime in SQLite, so that either path reads
+    the other's rows: "YYYY-MM-DD HH:MM:SS.ffffff", the year on four digits
+    (``strftime("%Y")`` would write year 1 as "1")."""
+    return at.isoformat(sep=" ", timespec="microseconds")
 
 
 def apply_pragmas(dbapi_connection: Any) -> None:
@@ -141,7 +146,7 @@ class SqliteHotPath:
         """Insert exposure rows in one committed transaction; return how many were new."""
         connection = self._connection()
         values = [
-            (r["experiment"], r["visitor"], r["variant"], r["created_at"].strftime(TIME_FORMAT))
+            (r["experiment"], r["visitor"], r["variant"], stored_time(r["created_at"]))
             for r in rows
         ]
         with self.writer_lock, self._reopened_if_read_only():
