@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -170,3 +171,20 @@ def test_abconv_db_upgrade_names_an_unreachable_database() -> None:
         "Error: database postgresql://nobody@127.0.0.1:1/none cannot be reached: " in result.output
     )
     assert "Traceback" not in result.output
+
+
+def test_a_migration_that_fails_half_way_changes_nothing(database_url: str) -> None:
+    create_old_schema(database_url)
+    store = Store(database_url)
+    try:
+        before = all_rows(store)
+        with pytest.raises(RuntimeError), store._migrating() as conn:
+            schema.upgrade(conn)  # every revision ran, then the process failed
+            raise RuntimeError("killed")
+        with store.engine.connect() as conn:
+            assert schema.current(conn) is None
+            unique = sa.inspect(conn).get_unique_constraints("conversion")
+        assert [u["name"] for u in unique] == ["uq_conversion_event"]
+        assert all_rows(store) == before
+    finally:
+        store.dispose()
