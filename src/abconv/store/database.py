@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from abconv.store import schema
 from abconv.store.exposure_cache import ExposureCache
+from abconv.store.outage import DatabaseHanging, HangGuard
 from abconv.store.sqlite import (
     SqliteHotPath,
     SqliteWriterLock,
@@ -35,15 +36,6 @@ from abconv.store.tables import (
     EXPOSURE,
     NewConversion,
     StoredExposure,
-)
-
-#: What a database that cannot be reached or written raises: refused or cut
-#: connections, timeouts, a read-only SQLite file (OperationalError), a closed
-#: connection (InterfaceError), no free connection in the pool (TimeoutError).
-UNAVAILABLE: tuple[type[Exception], ...] = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    sa.exc.TimeoutError,
 )
 
 # The PostgreSQL advisory lock key that serialises migrations.
@@ -71,6 +63,7 @@ class Store:
             if database is not None:  # in-memory databases cannot be shared
                 self._hot = SqliteHotPath(database, self._writer_lock)
         self.schema_ready = False
+        self.hang_guard = HangGuard(self._probe)
         self._exposure_cache = ExposureCache()
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
@@ -136,6 +129,7 @@ class Store:
 
     def dispose(self) -> None:
         """Close connections and the lock file (tests; a worker just exits)."""
+        self.hang_guard.close()
         self.engine.dispose()
         if self._hot is not None:
             self._hot.close()
@@ -143,7 +137,13 @@ class Store:
             self._writer_lock.close()
 
     def ping(self) -> None:
-        """Raise one of :data:`UNAVAILABLE` when the database does not answer."""
+        """Raise one of :data:`UNAVAILABLE` when the database does not answer
+        (at once while it is known to hang)."""
+        if self.hang_guard.hanging:
+            raise DatabaseHanging()
+        self._probe()
+
+    def _probe(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
 
@@ -160,19 +160,26 @@ class Store:
         a waiter wakes the moment the holder is done, instead of sleeping
         in SQLite's busy handler, and lock contention never fails a request.
         """
-        self.ensure_schema()
-        if self._writer_lock is None:
-            with self.engine.begin() as conn:
+        with self._using():
+            if self._writer_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            with self._writer_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        with self._writer_lock, self.engine.begin() as conn:
-            yield conn
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
-        self.ensure_schema()
-        with self.engine.connect() as conn:
+        with self._using(), self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        """Around every use of the database but the health check: fail at once
+        while it hangs, and create or migrate the tables if not done yet."""
+        with self.hang_guard.watch():
+            self.ensure_schema()
+            yield
 
     # -- exposures ---------------------------------------------------------
 
@@ -186,12 +193,11 @@ class Store:
         cached = self._exposure_cache.get(visitor, experiments)
         if cached is not None:
             return cached
-        self.ensure_schema()
         if self._hot is not None:
-            with _as_database_error():
+            with self._using(), _as_database_error():
                 rows: Sequence[Any] = self._hot.exposures_of(visitor)
         else:
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
         stored = {row[0]: StoredExposure(*row) for row in rows}
         self._exposure_cache.put(visitor, stored.values())
@@ -227,8 +233,7 @@ class Store:
             for key, variant in variants.items()
         ]
         if self._hot is not None:
-            self.ensure_schema()
-            with _as_database_error():
+            with self._using(), _as_database_error():
                 inserted = self._hot.insert_exposures(rows)
         else:
             with self.writing() as conn:
