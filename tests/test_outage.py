@@ -180,6 +180,14 @@ def recovery_seconds(client: FlaskClient, visitor: str) -> float:
     raise AssertionError("no write succeeded within 30 s of the database's return")
 
 
+def print_figures(outage: str, write: float, assign: float, recovery: float) -> None:
+    print(
+        f"\n{outage}: slowest 503 on a write {write * 1000:.0f} ms, degraded assign "
+        f"{assign * 1000:.0f} ms; recovery (database back to the first 200 on a write) "
+        f"{recovery * 1000:.0f} ms"
+    )
+
+
 def health(client: FlaskClient) -> tuple[int, dict[str, Any]]:
     reply = client.get("/healthz")
     return reply.status_code, reply.get_json()
@@ -205,11 +213,7 @@ def test_postgresql_stopped_answers_503_at_once_and_recovers(
 
     relay.start()
     recovery = recovery_seconds(client, "before")
-    print(
-        f"\nPostgreSQL stopped: slowest 503 {write_latency * 1000:.0f} ms, degraded assign "
-        f"{assign_latency * 1000:.0f} ms; recovery (relay back to first 200 on a write) "
-        f"{recovery * 1000:.0f} ms"
-    )
+    print_figures("PostgreSQL stopped", write_latency, assign_latency, recovery)
     assert health(client)[0] == 200
     after = client.get("/api/assign?visitor=after").get_json()
     assert "degraded" not in after and all(a["enrolled"] for a in after["assignments"])
@@ -239,10 +243,11 @@ def test_a_hanging_postgresql_answers_503_within_3_seconds_then_at_once(
 
     relay.resume()
     recovery = recovery_seconds(client, "before")
-    print(
-        f"\nPostgreSQL hanging: first 503 {first_seconds * 1000:.0f} ms, then slowest 503 "
-        f"{write_latency * 1000:.0f} ms, degraded assign {assign_latency * 1000:.0f} ms; "
-        f"recovery {recovery * 1000:.0f} ms"
+    print_figures(
+        f"PostgreSQL hanging (first 503: {first_seconds * 1000:.0f} ms)",
+        write_latency,
+        assign_latency,
+        recovery,
     )
     assert health(client)[0] == 200
     assert app.extensions["abconv"].store.count_rows("conversion") == 2
@@ -302,10 +307,7 @@ def test_a_sqlite_file_that_cannot_be_written_answers_503_and_recovers(
         set_read_only(database, False)
     try:
         recovery = recovery_seconds(client, "before")
-        print(
-            f"\nSQLite read-only: slowest 503 {write_latency * 1000:.0f} ms, degraded assign "
-            f"{assign_latency * 1000:.0f} ms; recovery {recovery * 1000:.0f} ms"
-        )
+        print_figures("SQLite read-only", write_latency, assign_latency, recovery)
         assert health(client)[0] == 200
         reply = client.get("/api/assign?visitor=after").get_json()
         assert "degraded" not in reply and all(a["enrolled"] for a in reply["assignments"])
