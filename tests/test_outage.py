@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from flask.testing import FlaskClient
 from abconv import create_app
 from abconv.assignment import assign
 from abconv.service import DEGRADED
+from abconv.store import Store
 from abconv.store.outage import DatabaseHanging, HangGuard
 from tests.conftest import POSTGRES_URL, assert_error, postgres_schema, write_experiment
 
@@ -348,3 +350,34 @@ def test_only_a_slow_failure_makes_requests_fail_at_once_until_a_probe_answers()
             pass
     finally:
         guard.close()
+
+
+@contextmanager
+def table_locked_elsewhere(database_url: str) -> Iterator[None]:
+    """Another program holds the write lock (SQLite) or the conversion table (PostgreSQL)."""
+    store = Store(database_url)
+    try:
+        with store.engine.connect() as conn:
+            if store.is_sqlite:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("LOCK TABLE conversion IN ACCESS EXCLUSIVE MODE")
+            yield
+            conn.exec_driver_sql("ROLLBACK") if store.is_sqlite else conn.rollback()
+    finally:
+        store.dispose()
+
+
+def test_a_write_waiting_for_a_lock_held_elsewhere_answers_503_within_3_seconds(
+    app: Flask, client: FlaskClient, database_url: str
+) -> None:
+    client.get("/api/assign?visitor=alice&experiment=shop")
+    with table_locked_elsewhere(database_url):
+        reply, seconds = timed(
+            lambda: client.post("/api/convert", json={"visitor": "alice", "goal": "purchase"})
+        )
+    assert_error(reply, 503, "database_unavailable")
+    assert seconds < LIMIT
+    recovery_seconds(client, "alice")  # the lock is released: writes go through again
+    assert app.extensions["abconv"].store.count_rows("conversion") == 1

@@ -28,6 +28,12 @@ INSERT_EXPOSURE = (
 )
 
 
+# Seconds a statement waits for a lock held outside abconv (a backup, an
+# `sqlite3` shell in a transaction) before failing with 503: abconv's own
+# writers queue on the file lock and never wait here.
+BUSY_TIMEOUT = 2.0
+
+
 def stored_time(at: datetime) -> str:
     """``at`` as SQLAlchemy stores a DateTime in SQLite, so that either path reads
     the other's rows: "YYYY-MM-DD HH:MM:SS.ffffff", the year on four digits
@@ -41,7 +47,7 @@ def apply_pragmas(dbapi_connection: Any) -> None:
     # WAL + NORMAL: a commit survives a killed process; only an OS crash or
     # power loss can drop the last transactions.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cursor.close()
 
 
@@ -55,7 +61,7 @@ def create_sqlite_engine(url: str) -> Engine:
     path = database_path(url)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT})
     sa.event.listen(engine, "connect", lambda connection, _record: apply_pragmas(connection))
     sa.event.listen(engine, "handle_error", _reopen_if_read_only)
     return engine
@@ -184,7 +190,7 @@ class SqliteHotPath:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
             connection = sqlite3.connect(
-                self.database, timeout=30, isolation_level=None, check_same_thread=False
+                self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
             apply_pragmas(connection)
             local.connection, local.pid = connection, os.getpid()
