@@ -150,12 +150,12 @@ class SqliteHotPath:
 
     def insert_exposures(self, rows: list[dict[str, Any]]) -> int:
         """Insert exposure rows in one committed transaction; return how many were new."""
-        connection = self._connection()
         values = [
             (r["experiment"], r["visitor"], r["variant"], stored_time(r["created_at"]))
             for r in rows
         ]
         with self.writer_lock, self._reopened_if_read_only():
+            connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 inserted = sum(
@@ -179,7 +179,7 @@ class SqliteHotPath:
         try:
             yield
         except sqlite3.Error as error:
-            if is_read_only(error):
+            if is_read_only(error) and getattr(self._local, "pid", None) == os.getpid():
                 connection = self._local.connection
                 self._opened.remove(connection)
                 connection.close()
@@ -192,7 +192,11 @@ class SqliteHotPath:
             connection = sqlite3.connect(
                 self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
-            apply_pragmas(connection)
+            try:
+                apply_pragmas(connection)
+            except BaseException:
+                connection.close()
+                raise
             local.connection, local.pid = connection, os.getpid()
             self._opened.append(connection)
         return local.connection  # type: ignore[no-any-return]
