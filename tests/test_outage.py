@@ -381,3 +381,20 @@ def test_a_write_waiting_for_a_lock_held_elsewhere_answers_503_within_3_seconds(
     assert seconds < LIMIT
     recovery_seconds(client, "alice")  # the lock is released: writes go through again
     assert app.extensions["abconv"].store.count_rows("conversion") == 1
+
+
+def test_healthz_names_an_unreadable_experiments_folder(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'abconv.sqlite3'}",
+            "ABCONV_EXPERIMENTS_DIR": str(tmp_path / "no-such-folder"),
+        }
+    )
+    try:
+        assert health(app.test_client()) == (
+            503,
+            {"status": "unavailable", "database": "ok", "experiments": "unreadable",
+             "experiments_loaded": 0},
+        )  # fmt: skip
+    finally:
+        app.extensions["abconv"].store.dispose()
