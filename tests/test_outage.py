@@ -212,6 +212,9 @@ def test_postgresql_stopped_answers_503_at_once_and_recovers(
     )  # fmt: skip
     write_latency = max(assert_writes_refused(client, v) for v in ("before", "during"))
     assign_latency = assert_assignment_degraded(app, client, "during")
+    assert_error(client.get("/api/experiments/shop/results"), 503, "database_unavailable")
+    page = client.get("/")
+    assert page.status_code == 503 and page.mimetype == "text/html"
 
     relay.start()
     recovery = recovery_seconds(client, "before")
