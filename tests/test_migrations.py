@@ -188,3 +188,9 @@ def test_a_migration_that_fails_half_way_changes_nothing(database_url: str) -> N
         assert all_rows(store) == before
     finally:
         store.dispose()
+
+
+def test_abconv_db_upgrade_creates_a_new_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'abconv.sqlite3'}"
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"ABCONV_DATABASE_URL": url})
+    assert result.exit_code == 0 and result.output == f"database created at {schema.head()}\n"
