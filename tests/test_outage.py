@@ -182,6 +182,16 @@ def recovery_seconds(client: FlaskClient, visitor: str) -> float:
     raise AssertionError("no write succeeded within 30 s of the database's return")
 
 
+def assert_recovered(app: Flask, client: FlaskClient) -> None:
+    """Healthy and enrolling again; stored: the exposures of "before" and
+    "after" to both experiments, and the recovery write, in both."""
+    assert health(client)[0] == 200
+    after = client.get("/api/assign?visitor=after").get_json()
+    assert "degraded" not in after and all(a["enrolled"] for a in after["assignments"])
+    store = app.extensions["abconv"].store
+    assert (store.count_rows("exposure"), store.count_rows("conversion")) == (4, 2)
+
+
 def print_figures(outage: str, write: float, assign: float, recovery: float) -> None:
     print(
         f"\n{outage}: slowest 503 on a write {write * 1000:.0f} ms, degraded assign "
@@ -219,12 +229,7 @@ def test_postgresql_stopped_answers_503_at_once_and_recovers(
     relay.start()
     recovery = recovery_seconds(client, "before")
     print_figures("PostgreSQL stopped", write_latency, assign_latency, recovery)
-    assert health(client)[0] == 200
-    after = client.get("/api/assign?visitor=after").get_json()
-    assert "degraded" not in after and all(a["enrolled"] for a in after["assignments"])
-    store = app.extensions["abconv"].store
-    assert store.count_rows("exposure") == 4  # before and after, two experiments each
-    assert store.count_rows("conversion") == 2  # the recovery write, in both experiments
+    assert_recovered(app, client)
 
 
 @pytest.mark.postgres
@@ -254,8 +259,7 @@ def test_a_hanging_postgresql_answers_503_within_3_seconds_then_at_once(
         assign_latency,
         recovery,
     )
-    assert health(client)[0] == 200
-    assert app.extensions["abconv"].store.count_rows("conversion") == 2
+    assert_recovered(app, client)
 
 
 @pytest.mark.postgres
@@ -313,11 +317,7 @@ def test_a_sqlite_file_that_cannot_be_written_answers_503_and_recovers(
     try:
         recovery = recovery_seconds(client, "before")
         print_figures("SQLite read-only", write_latency, assign_latency, recovery)
-        assert health(client)[0] == 200
-        reply = client.get("/api/assign?visitor=after").get_json()
-        assert "degraded" not in reply and all(a["enrolled"] for a in reply["assignments"])
-        store = app.extensions["abconv"].store
-        assert (store.count_rows("exposure"), store.count_rows("conversion")) == (4, 2)
+        assert_recovered(app, client)
     finally:
         app.extensions["abconv"].store.dispose()
 
