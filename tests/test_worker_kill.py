@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import operator
 import os
 import queue
 import random
@@ -42,7 +43,6 @@ from abconv.store.tables import CONVERSION
 from tests.crash_clients import ClientReport, run_client
 from tests.test_concurrency import (  # noqa: F401 - the fixture
     ADMIN_PASSWORD,
-    free_port,
     gunicorn,
     request,
     start_gunicorn,
@@ -175,7 +175,7 @@ def run_round(
     context = multiprocessing.get_context("spawn")
     port = context.Value("i", server.port)
     cut_offs = context.Value("i", 0)
-    acknowledged = context.Value("i", 0)
+    acknowledged = context.Array("i", CLIENTS)  # batches acknowledged, by client
     stop = context.Event()
     reports: multiprocessing.Queue[ClientReport] = context.Queue()
     clients = [
@@ -200,27 +200,30 @@ def run_round(
         before = cut_offs.value
         if whole_server:
             os.killpg(server.process.pid, signal.SIGKILL)
+            result.server_kills += 1
         else:
             os.kill(rng.choice(busy), signal.SIGKILL)
+            result.worker_kills += 1
         return bool(until(lambda: cut_offs.value > before, 2.0))
 
     try:
-        until(lambda: acknowledged.value >= CLIENTS, left())  # every client under way
+        until(lambda: all(acknowledged), left())  # every client under way
         for _ in range(WORKER_KILLS):
             time.sleep(rng.uniform(0.05, 0.5))
-            result.worker_kills += 1
             result.worker_cut_offs += kill_in_request(whole_server=False)
         time.sleep(rng.uniform(0.05, 0.5))
-        result.server_kills += 1
         result.server_kill_cut_off = kill_in_request(whole_server=True)
-        with contextlib.suppress(ProcessLookupError):  # in case no request came in time
+        if not result.server_kills:  # no request came in time: kill it all the same
             os.killpg(server.process.pid, signal.SIGKILL)
+            result.server_kills += 1
         server.process.wait()
         result.same_port = restart(server, database_url, experiments_dir, log)
         port.value = server.port
-        after_restart = acknowledged.value
-        # The clients carry on: each sends at least one more batch through the new server.
-        result.finished = bool(until(lambda: acknowledged.value >= after_restart + CLIENTS, left()))
+        before_restart = list(acknowledged)
+        # The clients carry on: each gets at least one more batch through the new server.
+        result.finished = bool(
+            until(lambda: all(map(operator.gt, acknowledged, before_restart)), left())
+        )
     finally:
         stop.set()
         result.reports = collect(reports, clients)
