@@ -309,7 +309,9 @@ def test_sigkilled_workers_and_server_lose_and_double_no_acknowledged_event(
         f"whole-server kills {sum(r.server_kills for r in rounds)} "
         f"({sum(r.server_kill_cut_off for r in rounds)} cut requests off; restarted on "
         f"{'the same' if rounds[-1].same_port else 'another'} port), "
-        f"requests cut off {sum(report.cut_off for report in reports)}, "
+        f"requests cut off {sum(report.cut_off for report in reports)} "
+        f"({sum(report.committed_unanswered for report in reports)} after their commit), "
+        f"acknowledged batches sent again {sum(report.resent for report in reports)}, "
         f"refused while down {sum(report.refused for report in reports)}"
     )
     assert rounds[-1].landed(), f"no round cut requests off with both kinds of kill: {rounds}"
