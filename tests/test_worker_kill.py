@@ -2,11 +2,12 @@
 
 Four client processes (tests/crash_clients.py) send batches of 1,000
 conversions to exposed visitors and send again, with the same event ids,
-whatever got no reply. Meanwhile the test SIGKILLs gunicorn workers at random
-moments, then the whole server (master and workers, its process group) once,
-starts it again on the same database, and lets the clients carry on. Then it
-counts the stored rows by (visitor, event_id): every event that got a 200 is
-stored exactly once.
+whatever got no reply (and every third batch once more after its 200, as
+if the reply had been lost). Meanwhile the test SIGKILLs gunicorn workers
+at random moments, then the whole server (master and workers, its process
+group) once, starts it again on the same database, and lets the clients
+carry on. Then it counts the stored rows by (visitor, event_id): every
+event that got a 200 is stored exactly once.
 
 A kill that lands between two requests proves nothing, so the test only
 kills a worker it sees serving a request: a sync worker holds an accepted
