@@ -50,7 +50,10 @@ from tests.test_concurrency import (  # noqa: F401 - the fixture
     stop_gunicorn,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc"),
+]
 
 CLIENTS = 4
 VISITORS_PER_CLIENT = 50
