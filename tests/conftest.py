@@ -140,6 +140,10 @@ def app(environ: dict[str, str]) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    return admin_client(app)
+
+
+def admin_client(app: Flask) -> FlaskClient:
     """A client that sends the admin password (as a Bearer token) with every request."""
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = ADMIN_AUTHORIZATION

@@ -31,7 +31,7 @@ def test_one_experiment_by_key(client: FlaskClient) -> None:
 
 def test_healthz_reports_the_database(client: FlaskClient) -> None:
     body = client.get("/healthz").get_json()
-    assert body == {"status": "ok", "database": "ok", "experiments": 1}
+    assert body == {"status": "ok", "database": "ok", "experiments": "ok", "experiments_loaded": 1}
 
 
 def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path, experiments_dir: Path) -> None:
@@ -45,7 +45,10 @@ def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path, experiments_di
     client = app.test_client()
     reply = client.get("/healthz")
     assert reply.status_code == 503 and reply.get_json()["database"] == "unreachable"
-    assert_error(client.get("/api/assign?visitor=a&experiment=shop"), 503, "database_unavailable")
+    assign = client.get("/api/assign?visitor=a&experiment=shop")
+    assert assign.status_code == 200 and "degraded" in assign.get_json()
+    assert_error(client.post("/api/convert", json={"visitor": "a", "goal": "purchase"}), 503,
+                 "database_unavailable")  # fmt: skip
     app.extensions["abconv"].store.dispose()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from abconv.store import Store
-from tests.conftest import ADMIN_AUTHORIZATION, ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD
 
 ROOT = Path(__file__).parents[1]
 
@@ -29,18 +31,68 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request(base: str, path: str, body: dict[str, object] | None = None) -> tuple[int, dict]:
+def request(
+    base: str, path: str, body: dict[str, object] | None = None, timeout: float = 30
+) -> tuple[int, dict]:
+    """One call as JSON, with the admin password as a Bearer token (public routes ignore it)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        base + path,
-        data=data,
-        headers={"Content-Type": "application/json", "Authorization": ADMIN_AUTHORIZATION},
-    )
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_PASSWORD}"}
+    req = urllib.request.Request(base + path, data=data, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=30) as reply:
+        with urllib.request.urlopen(req, timeout=timeout) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
+
+
+def start_gunicorn(
+    database_url: str,
+    experiments_dir: Path,
+    log: Path,
+    port: int | None = None,
+    workers: int = 4,
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A healthy gunicorn (``wsgi:app``) and its master; its log goes to ``log``.
+
+    It runs in a session and process group of its own, whose id is the
+    master's pid, so ``os.killpg`` reaches master and workers at once, as a
+    crash of the whole host would.
+    """
+    port = port or free_port()
+    env = {**os.environ, "ABCONV_DATABASE_URL": database_url,
+           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
+           "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD}  # fmt: skip
+    with log.open("ab") as stream:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+             "wsgi:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stream, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if request(base, "/healthz", timeout=5)[0] == 200:
+                return base, process
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            stop_gunicorn(process)
+            raise RuntimeError("gunicorn did not start: " + log.read_text()[-2000:])
+        time.sleep(0.2)
+
+
+def stop_gunicorn(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server from ``start_gunicorn``, then kill what is left of its group."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # workers a killed master left behind
+    process.wait()
 
 
 @pytest.fixture
@@ -50,36 +102,14 @@ def server(gunicorn: tuple[str, subprocess.Popen[bytes]]) -> str:
 
 @pytest.fixture
 def gunicorn(
-    database_url: str, experiments_dir: Path
+    database_url: str, experiments_dir: Path, tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A gunicorn with 4 workers on a free port: its base URL and master process."""
-    port = free_port()
-    env = {**os.environ, "ABCONV_DATABASE_URL": database_url,
-           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
-           "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    base, process = start_gunicorn(database_url, experiments_dir, tmp_path / "gunicorn.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if request(base, "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(
-                    "gunicorn did not start: " + process.stderr.read().decode()[-2000:]
-                )
-            time.sleep(0.2)
         yield base, process
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stderr.close()
+        stop_gunicorn(process)
 
 
 def test_2000_conversions_and_500_duplicates_from_8_threads(server: str, database_url: str) -> None:

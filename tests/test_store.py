@@ -1,16 +1,20 @@
-"""Storage: what the hot path asks of the database, and the exposure cache."""
+"""Storage: what the hot path asks of the database, what it stores, and the exposure cache."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from abconv import create_app
-from abconv.store import ExposureCache, Store, StoredExposure
+from abconv.store import EXPOSURE, ExposureCache, Store, StoredExposure
 
 
 @contextmanager
@@ -81,3 +85,43 @@ def test_the_cache_drops_the_least_recently_used_visitor() -> None:
     cache.put("c", [exposure("x")])
     assert cache.get("b", ["x"]) is None
     assert cache.get("a", ["x"]) is not None and cache.get("c", ["x"]) is not None
+
+
+IDENTIFIERS = st.from_regex(r"[a-z0-9-]{1,64}", fullmatch=True)
+ANY_TIME = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59))
+
+
+def test_the_hot_path_and_sqlalchemy_read_each_others_rows_identically(tmp_path: Path) -> None:
+    """SQLite's hot path writes exposures with plain sqlite3; every other read
+    and write goes through SQLAlchemy. Each must read back exactly what the
+    other wrote, times to the microsecond, and store the same text."""
+    store = Store(f"sqlite:///{tmp_path / 'abconv.sqlite3'}")
+    store.upgrade_schema()
+    assert store._hot is not None
+    hot, numbers = store._hot, itertools.count()
+
+    @settings(max_examples=300, deadline=None)
+    @given(at=ANY_TIME, experiment=IDENTIFIERS, variant=IDENTIFIERS)
+    def round_trip(at: datetime, experiment: str, variant: str) -> None:
+        n = next(numbers)
+        by_hot, by_sqlalchemy = f"hot-{n}", f"sqlalchemy-{n}"
+        row = {"experiment": experiment, "variant": variant, "created_at": at}
+        assert hot.insert_exposures([{**row, "visitor": by_hot}]) == 1
+        with store.writing() as conn:
+            assert store.insert_exposures(conn, [{**row, "visitor": by_sqlalchemy}]) == 1
+
+        with store.engine.connect() as conn:
+            read = store.exposures_for(conn, [by_hot])
+            text = conn.execute(
+                sa.select(EXPOSURE.c.visitor, sa.cast(EXPOSURE.c.created_at, sa.String)).where(
+                    EXPOSURE.c.visitor.in_([by_hot, by_sqlalchemy])
+                )
+            ).all()
+        assert read == {(by_hot, experiment): StoredExposure(experiment, variant, at)}
+        assert hot.exposures_of(by_sqlalchemy) == [(experiment, variant, at)]
+        assert len({stored for _, stored in text}) == 1, text  # the same text from both
+
+    try:
+        round_trip()
+    finally:
+        store.dispose()

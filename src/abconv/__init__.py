@@ -48,7 +48,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = Store(settings.database_url)
     try:
-        store.create_schema()
+        store.upgrade_schema()
     except SQLAlchemyError as error:  # serve 503s until the database is back
         app.logger.error("database unavailable at start-up: %s", error)
     registry = ExperimentRegistry(settings.experiments_dir, logger=app.logger)

@@ -1,4 +1,4 @@
-"""The ``abconv`` command: serve, check, analyze, simulate."""
+"""The ``abconv`` command: serve, check, analyze, simulate, db upgrade."""
 
 from __future__ import annotations
 
@@ -80,6 +80,48 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.group()
+def db() -> None:
+    """The database's schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Migrate the database of ABCONV_DATABASE_URL to this version's schema.
+
+    The server does the same at start-up; run it yourself to migrate before
+    a deploy, or to see what would be done to a database.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from abconv.config import load_config
+    from abconv.errors import AbconvError
+    from abconv.store import Store
+
+    try:
+        url = load_config().database_url
+    except AbconvError as error:
+        raise click.ClickException(error.message) from None
+    store = Store(url)
+    try:
+        done = store.upgrade_schema()
+    except DBAPIError as error:
+        reason = str(error.orig or error).strip()
+        raise click.ClickException(
+            f"database {_safe_url(url)} cannot be reached: {reason}"
+        ) from None
+    finally:
+        store.dispose()
+    if done.stamped:
+        click.echo(f"database made before migrations: stamped at {done.before}")
+    if done.before == done.after:
+        click.echo(f"database is up to date ({done.after})")
+    elif done.before is None:
+        click.echo(f"database created at {done.after}")
+    else:
+        click.echo(f"database upgraded from {done.before} to {done.after}")
 
 
 @cli.command()

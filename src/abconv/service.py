@@ -6,6 +6,7 @@ Routes and the CLI call these; they take plain values, raise
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +25,13 @@ from abconv.inputs import (
     require_variant_key,
     require_visitor,
 )
-from abconv.store import NewConversion, Store, StoredExposure, utcnow
+from abconv.store import UNAVAILABLE, NewConversion, Store, StoredExposure, utcnow
 from abconv.vocabulary import Status
+
+logger = logging.getLogger(__name__)
+
+# The "degraded" sentence of /api/assign while the database is unavailable.
+DEGRADED = "database unavailable: variants come from the hash and nothing was recorded"
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,9 @@ def assign_visitor(
 
     A returning visitor costs no write (and no query once this worker has
     seen them): their recorded variant wins over the hash (sticky, whatever
-    weights or traffic say now).
+    weights or traffic say now). While the database is unavailable the page
+    still gets its content: the hash's variant, ``enrolled`` false, and a
+    top-level ``degraded`` sentence (present only then).
     """
     if experiment_key is None:
         if force is not None:
@@ -68,7 +76,17 @@ def assign_visitor(
         )
     bot = is_bot(user_agent)
     decisions = {e.key: assign(e, visitor, force=force, bot=bot) for e in experiments}
-    enrolled = _enrol(services.store, visitor, experiments, decisions)
+    try:
+        enrolled = _enrol(services.store, visitor, experiments, decisions)
+    except UNAVAILABLE as error:
+        logger.warning("assignment without the database, nothing recorded: %s", error)
+        return {
+            "visitor": visitor,
+            "assignments": [
+                _assignment_json(e, decisions[e.key].variant, False) for e in experiments
+            ],
+            "degraded": DEGRADED,
+        }
     return {
         "visitor": visitor,
         "assignments": [
@@ -120,12 +138,33 @@ def _assignment_json(experiment: Experiment, variant: Variant, enrolled: bool) -
     return reply
 
 
+def health(services: Services) -> tuple[bool, dict[str, str | int]]:
+    """Whether the server can do its work, and which part cannot: the database
+    (``unreachable``, or ``read_only`` for a SQLite file that cannot be
+    written) or the experiments folder (``unreadable``)."""
+    try:
+        services.store.ping()
+        database = "ok" if services.store.writable() else "read_only"
+    except UNAVAILABLE as error:
+        logger.warning("health check: database unreachable: %s", error)
+        database = "unreachable"
+    experiments = "ok" if services.experiments.directory.is_dir() else "unreadable"
+    ok = database == experiments == "ok"
+    return ok, {
+        "status": "ok" if ok else "unavailable",
+        "database": database,
+        "experiments": experiments,
+        "experiments_loaded": len(services.experiments.all()),
+    }
+
+
 def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
     """Record a conversion for every running experiment the visitor was exposed to
-    before it and that counts this goal. A repeated ``event_id`` changes nothing."""
+    before it and that counts this goal. A visitor's repeated ``event_id`` changes
+    nothing; another visitor's use of the same id is another event."""
     candidates = _experiments_counting(services, event)
     if event.event_id is not None:
-        earlier = services.store.conversions_with_event(event.event_id)
+        earlier = services.store.conversions_with_event(event.visitor, event.event_id)
         if earlier:
             return _conversion_reply(event, earlier, duplicate=True)
     exposures = services.store.exposures_of(event.visitor, [e.key for e in candidates])

@@ -7,8 +7,10 @@ the per-worker cache of recorded exposures.
 
 from __future__ import annotations
 
+from abconv.store import schema
 from abconv.store.database import Store, normalise_url, utcnow
 from abconv.store.exposure_cache import ExposureCache
+from abconv.store.outage import UNAVAILABLE
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "NewConversion",
     "Store",
     "StoredExposure",
+    "UNAVAILABLE",
     "normalise_url",
+    "schema",
     "utcnow",
 ]

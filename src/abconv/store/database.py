@@ -3,7 +3,7 @@
 SQLite (WAL) by default, PostgreSQL when the URL says so; the same
 statements serve both. A write returns only after its transaction commits,
 so a 2xx reply means the event is stored. Duplicates (a repeated exposure,
-a repeated ``event_id``) are absorbed by unique constraints with
+a visitor's repeated ``event_id``) are absorbed by unique constraints with
 ``ON CONFLICT DO NOTHING``, which stays correct when several workers or
 hosts receive the same event at once.
 """
@@ -12,28 +12,34 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
 
+from abconv.store import schema
 from abconv.store.exposure_cache import ExposureCache
+from abconv.store.outage import DatabaseHanging, HangGuard
 from abconv.store.sqlite import (
     SqliteHotPath,
     SqliteWriterLock,
     create_sqlite_engine,
     database_path,
+    is_writable,
 )
 from abconv.store.tables import (
     CONVERSION,
+    CONVERSION_KEY,
     EXPOSURE,
     NewConversion,
     StoredExposure,
 )
+
+# The PostgreSQL advisory lock key that serialises migrations.
+MIGRATION_LOCK = 7411
 
 
 def utcnow() -> datetime:
@@ -57,6 +63,7 @@ class Store:
             if database is not None:  # in-memory databases cannot be shared
                 self._hot = SqliteHotPath(database, self._writer_lock)
         self.schema_ready = False
+        self.hang_guard = HangGuard(self._probe)
         self._exposure_cache = ExposureCache()
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
@@ -68,31 +75,61 @@ class Store:
             .returning(EXPOSURE.c.id)
         )
         self._select_event = sa.select(*_conversion_columns()).where(
-            CONVERSION.c.event_id == sa.bindparam("event_id")
+            CONVERSION.c.visitor == sa.bindparam("visitor"),
+            CONVERSION.c.event_id == sa.bindparam("event_id"),
         )
         self._insert_conversion = (
             self._insert(CONVERSION)
-            .on_conflict_do_nothing(index_elements=["event_id", "experiment"])
+            .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
             .returning(CONVERSION.c.id)
         )
 
-    def create_schema(self) -> None:
-        """Create missing tables; safe when several workers start at once."""
-        with self.writing() as conn:
-            if not self.is_sqlite:
-                # Serialise concurrent CREATE TABLEs of workers or hosts.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7411)"))
-            SQLModel.metadata.create_all(conn)
+    def upgrade_schema(self) -> schema.Upgrade:
+        """Migrate the schema to the newest revision (see :mod:`abconv.store.schema`).
+
+        Safe when several workers or hosts start at once: one migrates while
+        the others wait on the lock, then find nothing left to do.
+        """
+        with self._migrating() as conn:
+            done = schema.upgrade(conn)
         self.schema_ready = True
+        return done
 
     def ensure_schema(self) -> None:
-        """Create the tables unless done: a server that started while the
-        database was down gets them on its first request after it is back."""
+        """Migrate unless done: a server that started while the database was
+        down gets its tables on the first use after it is back."""
         if not self.schema_ready:
-            self.create_schema()
+            self.upgrade_schema()
+
+    @contextmanager
+    def _migrating(self) -> Iterator[Connection]:
+        """One transaction holding the migration lock: a PostgreSQL advisory
+        lock, or the writers' file lock on SQLite."""
+        if not self.is_sqlite:
+            with self.engine.begin() as conn:
+                # A migration may wait for, and take, longer than requests may.
+                conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                yield conn
+            return
+        assert self._writer_lock is not None  # every SQLite store has one
+        with self._writer_lock, self.engine.connect() as conn:
+            # pysqlite would commit before each DDL statement on its own; an
+            # explicit BEGIN keeps the whole migration one transaction.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with suppress(sa.exc.DBAPIError):  # SQLite may have rolled back already
+                    conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
 
     def dispose(self) -> None:
         """Close connections and the lock file (tests; a worker just exits)."""
+        self.hang_guard.close()
         self.engine.dispose()
         if self._hot is not None:
             self._hot.close()
@@ -100,9 +137,20 @@ class Store:
             self._writer_lock.close()
 
     def ping(self) -> None:
-        """Raise ``sqlalchemy.exc.SQLAlchemyError`` when the database does not answer."""
+        """Raise one of :data:`UNAVAILABLE` when the database does not answer
+        (at once while it is known to hang)."""
+        if self.hang_guard.hanging:
+            raise DatabaseHanging()
+        self._probe()
+
+    def _probe(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+
+    def writable(self) -> bool:
+        """False when a SQLite file cannot be written (PostgreSQL: always True;
+        a read-only server there fails its writes like any outage)."""
+        return self._hot is None or is_writable(self._hot.database)
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -112,12 +160,26 @@ class Store:
         a waiter wakes the moment the holder is done, instead of sleeping
         in SQLite's busy handler, and lock contention never fails a request.
         """
-        if self._writer_lock is None:
-            with self.engine.begin() as conn:
+        with self._using():
+            if self._writer_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            with self._writer_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        with self._writer_lock, self.engine.begin() as conn:
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._using(), self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        """Around every use of the database but the health check: fail at once
+        while it hangs, and create or migrate the tables if not done yet."""
+        with self.hang_guard.watch():
+            self.ensure_schema()
+            yield
 
     # -- exposures ---------------------------------------------------------
 
@@ -132,10 +194,10 @@ class Store:
         if cached is not None:
             return cached
         if self._hot is not None:
-            with _as_database_error():
+            with self._using(), _as_database_error():
                 rows: Sequence[Any] = self._hot.exposures_of(visitor)
         else:
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
         stored = {row[0]: StoredExposure(*row) for row in rows}
         self._exposure_cache.put(visitor, stored.values())
@@ -171,7 +233,7 @@ class Store:
             for key, variant in variants.items()
         ]
         if self._hot is not None:
-            with _as_database_error():
+            with self._using(), _as_database_error():
                 inserted = self._hot.insert_exposures(rows)
         else:
             with self.writing() as conn:
@@ -192,15 +254,18 @@ class Store:
 
     # -- conversions -------------------------------------------------------
 
-    def conversions_with_event(self, event_id: str) -> list[NewConversion]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(self._select_event, {"event_id": event_id}).all()
-        return [NewConversion(*row) for row in rows]
+    def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
+        """The conversions ``visitor`` recorded with ``event_id``: never another
+        visitor's, whose event ids are theirs."""
+        with self._reading() as conn:
+            rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
+            return [NewConversion(*row) for row in rows.all()]
 
     def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
         """Insert conversions inside a write transaction; True where a row was new.
 
-        A conversion whose (event_id, experiment) is stored already changes nothing.
+        A conversion whose (visitor, event_id, experiment) is stored already
+        changes nothing.
         """
         return [_count(conn.execute(self._insert_conversion, row.__dict__)) == 1 for row in rows]
 
@@ -218,7 +283,7 @@ class Store:
         query = sa.select(sa.func.count()).select_from(target)
         if experiment is not None:
             query = query.where(target.c.experiment == experiment)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return int(conn.execute(query).scalar_one())
 
     def visitors_by_variant(self, experiment: str) -> dict[str, int]:
@@ -227,7 +292,7 @@ class Store:
             .where(EXPOSURE.c.experiment == experiment)
             .group_by(EXPOSURE.c.variant)
         )
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return {variant: int(n) for variant, n in conn.execute(query).all()}
 
     def conversions_by_variant(
@@ -276,7 +341,7 @@ class Store:
             sa.func.sum(capped.c.capped).label("capped_visitors"),
         ).group_by(capped.c.goal, capped.c.variant)
         try:
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 return [dict(row._mapping) for row in conn.execute(query).all()]
         except sa.exc.DataError as error:
             raise ValueError(
@@ -316,9 +381,35 @@ def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return create_sqlite_engine(url)
     return sa.create_engine(
-        url,
+        _with_server_timeouts(url),
         pool_pre_ping=True,  # a connection dropped by a database restart is replaced
         pool_size=4,
         max_overflow=4,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=2,  # every connection busy: a 503 rather than a long wait
+        connect_args={
+            # An outage answers 503 within 3 s: a refused connection fails at
+            # once, one that hangs after 2 s (libpq's minimum). Keepalives and
+            # the user timeout find a silently lost peer (a network partition).
+            "connect_timeout": 2,
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 1,
+            "keepalives_count": 2,
+            "tcp_user_timeout": 2500,
+        },
     )
+
+
+# Requests never wait long for a lock (another transaction's, a migration's),
+# and a runaway query stops before gunicorn's 30 s worker timeout.
+POSTGRES_TIMEOUTS = "-c lock_timeout=2000 -c statement_timeout=25000"
+
+
+def _with_server_timeouts(url: str) -> sa.engine.URL:
+    """``url`` with :data:`POSTGRES_TIMEOUTS` added to the ``options`` it may carry."""
+    parsed = sa.engine.make_url(url)
+    given = parsed.query.get("options", "")
+    options = " ".join(
+        filter(None, [*([given] if isinstance(given, str) else given), POSTGRES_TIMEOUTS])
+    )
+    return parsed.update_query_dict({"options": options})

@@ -12,6 +12,8 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,19 @@ INSERT_EXPOSURE = (
     "INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
 )
-# How SQLAlchemy stores DateTime in SQLite; the hot path writes the same.
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+# Seconds a statement waits for a lock held outside abconv (a backup, an
+# `sqlite3` shell in a transaction) before failing with 503: abconv's own
+# writers queue on the file lock and never wait here.
+BUSY_TIMEOUT = 2.0
+
+
+def stored_time(at: datetime) -> str:
+    """``at`` as SQLAlchemy stores a DateTime in SQLite, so that either path reads
+    the other's rows: "YYYY-MM-DD HH:MM:SS.ffffff", the year on four digits
+    (``strftime("%Y")`` would write year 1 as "1")."""
+    return at.isoformat(sep=" ", timespec="microseconds")
 
 
 def apply_pragmas(dbapi_connection: Any) -> None:
@@ -34,7 +47,7 @@ def apply_pragmas(dbapi_connection: Any) -> None:
     # WAL + NORMAL: a commit survives a killed process; only an OS crash or
     # power loss can drop the last transactions.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cursor.close()
 
 
@@ -48,9 +61,31 @@ def create_sqlite_engine(url: str) -> Engine:
     path = database_path(url)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT})
     sa.event.listen(engine, "connect", lambda connection, _record: apply_pragmas(connection))
+    sa.event.listen(engine, "handle_error", _reopen_if_read_only)
     return engine
+
+
+def is_read_only(error: BaseException) -> bool:
+    """Whether SQLite refused a write because its file cannot be written."""
+    return isinstance(error, sqlite3.Error) and "READONLY" in str(
+        getattr(error, "sqlite_errorname", "")
+    )
+
+
+def _reopen_if_read_only(context: sa.engine.ExceptionContext) -> None:
+    """A connection opened while the file could not be written stays read-only
+    after the file can be written again: drop it, so the next one can write."""
+    if is_read_only(context.original_exception):
+        context.is_disconnect = True
+
+
+def is_writable(database: str) -> bool:
+    """Whether this process may write the database file (and its WAL, if any)."""
+    wal = f"{database}-wal"
+    paths = [database, wal] if os.path.exists(wal) else [database]
+    return all(os.access(path, os.W_OK) for path in paths)
 
 
 class SqliteWriterLock:
@@ -107,19 +142,20 @@ class SqliteHotPath:
         self._opened: list[sqlite3.Connection] = []
 
     def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime]]:
-        rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
+        with self._reopened_if_read_only():
+            rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
         return [
             (experiment, variant, datetime.fromisoformat(at)) for experiment, variant, at in rows
         ]
 
     def insert_exposures(self, rows: list[dict[str, Any]]) -> int:
         """Insert exposure rows in one committed transaction; return how many were new."""
-        connection = self._connection()
         values = [
-            (r["experiment"], r["visitor"], r["variant"], r["created_at"].strftime(TIME_FORMAT))
+            (r["experiment"], r["visitor"], r["variant"], stored_time(r["created_at"]))
             for r in rows
         ]
-        with self.writer_lock:
+        with self.writer_lock, self._reopened_if_read_only():
+            connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 inserted = sum(
@@ -137,13 +173,30 @@ class SqliteHotPath:
         self._opened.clear()
         self._local = threading.local()
 
+    @contextmanager
+    def _reopened_if_read_only(self) -> Iterator[None]:
+        """See :func:`_reopen_if_read_only`: this thread's next call opens anew."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            if is_read_only(error) and getattr(self._local, "pid", None) == os.getpid():
+                connection = self._local.connection
+                self._opened.remove(connection)
+                connection.close()
+                self._local.pid = None
+            raise
+
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
             connection = sqlite3.connect(
-                self.database, timeout=30, isolation_level=None, check_same_thread=False
+                self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
-            apply_pragmas(connection)
+            try:
+                apply_pragmas(connection)
+            except BaseException:
+                connection.close()
+                raise
             local.connection, local.pid = connection, os.getpid()
             self._opened.append(connection)
         return local.connection  # type: ignore[no-any-return]

@@ -21,10 +21,15 @@ class Exposure(SQLModel, table=True):
     created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
 
 
+# Event ids are the visitor's: another visitor reusing one is a different
+# event. Visitor first, so that looking up (visitor, event_id) uses the index.
+CONVERSION_KEY = ("visitor", "event_id", "experiment")
+
+
 class Conversion(SQLModel, table=True):
     """A goal reached by an exposed visitor, credited to their variant."""
 
-    __table_args__ = (sa.UniqueConstraint("event_id", "experiment", name="uq_conversion_event"),)
+    __table_args__ = (sa.UniqueConstraint(*CONVERSION_KEY, name="uq_conversion_visitor_event"),)
 
     id: int | None = Field(default=None, primary_key=True)
     experiment: str = Field(max_length=64, index=True)
@@ -45,7 +50,7 @@ CONVERSION = Conversion.__table__  # type: ignore[attr-defined]
 class StoredExposure:
     experiment: str
     variant: str
-    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
+    created_at: datetime  # naive UTC
 
 
 @dataclass(frozen=True)
@@ -57,4 +62,4 @@ class NewConversion:
     kind: str
     value: float | None
     event_id: str | None
-    created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
+    created_at: datetime  # naive UTC

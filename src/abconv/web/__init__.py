@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from flask import Flask
 
 from abconv.web import api, auth, errors, headers, pages
 
@@ -11,11 +11,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     headers.init_app(app)
     auth.init_app(app)
-    app.before_request(_ensure_schema)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
-
-
-def _ensure_schema() -> None:
-    if request.endpoint != "api.healthz":
-        current_app.extensions["abconv"].store.ensure_schema()

@@ -110,9 +110,5 @@ def results_csv(key: str) -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    try:
-        services().store.ping()
-    except Exception as error:  # any failure to answer is "unreachable"
-        current_app.logger.warning("health check: database unreachable: %s", error)
-        return jsonify(status="unavailable", database="unreachable"), 503
-    return jsonify(status="ok", database="ok", experiments=len(services().experiments.all())), 200
+    ok, reply = service.health(services())
+    return jsonify(reply), 200 if ok else 503

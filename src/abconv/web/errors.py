@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from abconv.errors import AbconvError
+from abconv.store import UNAVAILABLE
 
 HTTP_CODES = {
     400: "bad_request",
@@ -29,8 +30,8 @@ HTTP_CODES = {
 def init_app(app: Flask) -> None:
     app.register_error_handler(AbconvError, _abconv_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(OperationalError, _database_down)
-    app.register_error_handler(DBAPIError, _database_down)
+    for unavailable in (*UNAVAILABLE, DBAPIError):
+        app.register_error_handler(unavailable, _database_down)
     app.register_error_handler(Exception, _unexpected)
 
 

@@ -1,0 +1,196 @@
+"""Schema migrations: a database of the release before migrations is upgraded
+with its rows, the migrations build exactly the tables of the code, and
+servers starting together migrate once."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlmodel import SQLModel
+
+from abconv import create_app
+from abconv.cli import cli
+from abconv.store import Store, schema
+
+# The tables exactly as the release before migrations created them
+# (SQLModel.metadata.create_all), constraint names included.
+OLD_SCHEMA = """
+CREATE TABLE exposure (
+    id {serial} NOT NULL,
+    experiment VARCHAR(64) NOT NULL,
+    visitor VARCHAR(128) NOT NULL,
+    variant VARCHAR(64) NOT NULL,
+    created_at {timestamp} NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_exposure UNIQUE (visitor, experiment)
+);
+CREATE TABLE conversion (
+    id {serial} NOT NULL,
+    experiment VARCHAR(64) NOT NULL,
+    variant VARCHAR(64) NOT NULL,
+    visitor VARCHAR(128) NOT NULL,
+    goal VARCHAR(64) NOT NULL,
+    kind VARCHAR(8) NOT NULL,
+    value FLOAT,
+    event_id VARCHAR(128),
+    created_at {timestamp} NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_conversion_event UNIQUE (event_id, experiment)
+);
+CREATE INDEX ix_conversion_experiment ON conversion (experiment);
+INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES
+    ('shop', 'alice', 'guide', '2026-01-01 10:00:00.000000'),
+    ('shop', 'mallory', 'trial', '2026-01-01 11:00:00.000000');
+INSERT INTO conversion (experiment, variant, visitor, goal, kind, value, event_id, created_at)
+    VALUES ('shop', 'guide', 'alice', 'purchase', 'hard', 49.9, 'order-1001',
+            '2026-01-01 10:30:00.123456');
+"""
+
+
+def create_old_schema(url: str) -> None:
+    engine = sa.create_engine(Store(url).url)  # the driver abconv uses
+    sqlite = engine.dialect.name == "sqlite"
+    ddl = OLD_SCHEMA.format(
+        serial="INTEGER" if sqlite else "SERIAL",
+        timestamp="DATETIME" if sqlite else "TIMESTAMP WITHOUT TIME ZONE",
+    )
+    with engine.begin() as conn:
+        for statement in filter(str.strip, ddl.split(";")):
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def all_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    with store.engine.connect() as conn:
+        return {
+            table: [
+                tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))
+            ]
+            for table in ("exposure", "conversion")
+        }
+
+
+def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
+    database_url: str, experiments_dir: Path
+) -> None:
+    create_old_schema(database_url)
+    old = Store(database_url)
+    before = all_rows(old)
+    old.dispose()
+
+    app = create_app(
+        {"ABCONV_DATABASE_URL": database_url, "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}
+    )
+    store = app.extensions["abconv"].store
+    try:
+        assert all_rows(store) == before
+        with store.engine.connect() as conn:
+            assert schema.current(conn) == schema.head()
+        client = app.test_client()
+        # The new constraint: mallory's "order-1001" is her own event...
+        event = {"visitor": "mallory", "goal": "purchase", "value": 7, "event_id": "order-1001"}
+        mallory = client.post("/api/convert", json=event).get_json()
+        assert mallory["duplicate"] is False
+        assert mallory["recorded"] == [
+            {"experiment": "shop", "variant": "trial", "kind": "hard", "value": 7}
+        ]
+        # ...and alice's, stored by the old release, is still a duplicate.
+        alice = client.post("/api/convert", json={**event, "visitor": "alice"}).get_json()
+        assert alice["duplicate"] is True and alice["recorded"][0]["value"] == 49.9
+        assert store.count_rows("conversion") == 2
+    finally:
+        store.dispose()
+
+
+def test_the_migrations_build_the_tables_of_the_code(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        done = store.upgrade_schema()
+        assert (done.before, done.after, done.stamped) == (None, schema.head(), False)
+        with store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+            unique = sa.inspect(conn).get_unique_constraints("conversion")
+        assert [(u["name"], u["column_names"]) for u in unique] == [
+            ("uq_conversion_visitor_event", ["visitor", "event_id", "experiment"])
+        ]
+        again = store.upgrade_schema()
+        assert (again.before, again.after) == (schema.head(), schema.head())
+    finally:
+        store.dispose()
+
+
+def test_servers_starting_together_migrate_once(database_url: str) -> None:
+    stores = [Store(database_url) for _ in range(4)]
+    results: list[schema.Upgrade] = []
+    start = threading.Barrier(len(stores))
+
+    def migrate(store: Store) -> None:
+        start.wait()
+        results.append(store.upgrade_schema())
+
+    threads = [threading.Thread(target=migrate, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert sorted(r.before or "" for r in results) == ["", *[schema.head()] * 3]
+        with stores[0].engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert versions == [(schema.head(),)]
+    finally:
+        for store in stores:
+            store.dispose()
+
+
+def test_abconv_db_upgrade_migrates_and_says_so(database_url: str) -> None:
+    create_old_schema(database_url)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["db", "upgrade"], env={"ABCONV_DATABASE_URL": database_url})
+    assert first.exit_code == 0, first.output
+    assert first.output == (
+        f"database made before migrations: stamped at {schema.BASELINE}\n"
+        f"database upgraded from {schema.BASELINE} to {schema.head()}\n"
+    )
+    again = runner.invoke(cli, ["db", "upgrade"], env={"ABCONV_DATABASE_URL": database_url})
+    assert again.exit_code == 0 and again.output == f"database is up to date ({schema.head()})\n"
+
+
+def test_abconv_db_upgrade_names_an_unreachable_database() -> None:
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"ABCONV_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert (
+        "Error: database postgresql://nobody@127.0.0.1:1/none cannot be reached: " in result.output
+    )
+    assert "Traceback" not in result.output
+
+
+def test_a_migration_that_fails_half_way_changes_nothing(database_url: str) -> None:
+    create_old_schema(database_url)
+    store = Store(database_url)
+    try:
+        before = all_rows(store)
+        with pytest.raises(RuntimeError), store._migrating() as conn:
+            schema.upgrade(conn)  # every revision ran, then the process failed
+            raise RuntimeError("killed")
+        with store.engine.connect() as conn:
+            assert schema.current(conn) is None
+            unique = sa.inspect(conn).get_unique_constraints("conversion")
+        assert [u["name"] for u in unique] == ["uq_conversion_event"]
+        assert all_rows(store) == before
+    finally:
+        store.dispose()
+
+
+def test_abconv_db_upgrade_creates_a_new_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'abconv.sqlite3'}"
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"ABCONV_DATABASE_URL": url})
+    assert result.exit_code == 0 and result.output == f"database created at {schema.head()}\n"
