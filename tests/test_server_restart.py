@@ -17,6 +17,15 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in out.stdout.split()]
 
 
+def workers_of(master: int, count: int = 2) -> list[int]:
+    """The master's worker pids, once it has forked ``count`` (gunicorn forks
+    them one by one, and the first may answer before the last exists)."""
+    deadline = time.monotonic() + 30
+    while len(found := children(master)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def alive(pid: int) -> bool:
     """Running, not merely a zombie waiting to be reaped."""
     try:
@@ -32,7 +41,7 @@ def test_a_server_killed_with_sigkill_restarts_on_its_port(tmp_path: Path) -> No
     second, clients = None, []
     try:
         cold_start = wait_until_healthy(port, first, 60)
-        workers = children(first.pid)
+        workers = workers_of(first.pid)
         assert len(workers) == 2
         # Requests in flight: a worker left to itself would wait for them
         # (graceful_timeout, 10 s) before letting go of the port.
@@ -54,7 +63,7 @@ def test_a_server_killed_with_sigkill_restarts_on_its_port(tmp_path: Path) -> No
         # the bound allows for the cold start measured here; the port itself
         # was free at once, which the log shows.
         assert restart < max(5, 2 * cold_start)
-        assert len(children(second.pid)) == 2
+        assert len(workers_of(second.pid)) == 2
         log = stop(second)
         assert "in use" not in log, log  # neither our wait for the port nor gunicorn's retry
     finally:
