@@ -51,6 +51,20 @@ def wait_until_healthy(port: int, process: subprocess.Popen[bytes], seconds: flo
     pytest.fail(f"abconv serve did not answer /healthz within {seconds} s")
 
 
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(child) for child in out.stdout.split()]
+
+
+def workers_of(master: int, count: int = 2) -> list[int]:
+    """The master's worker pids, once it has forked ``count`` (gunicorn forks
+    them one by one, and the first may answer before the last exists)."""
+    deadline = time.monotonic() + 30
+    while len(found := children(master)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def stop(process: subprocess.Popen[bytes]) -> str:
     """SIGTERM to the server's process group; what it logged."""
     try:
@@ -85,6 +99,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     process = start_serve(port, tmp_path_factory.mktemp("serve") / "serve.sqlite3")
     try:
         wait_until_healthy(port, process, 60)
+        assert len(workers_of(process.pid)) == 2
         yield port
     finally:
         stop(process)

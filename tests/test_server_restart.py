@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from tests.test_concurrency import free_port
-from tests.test_server import slow_client, start_serve, stop, wait_until_healthy
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(child) for child in out.stdout.split()]
-
-
-def workers_of(master: int, count: int = 2) -> list[int]:
-    """The master's worker pids, once it has forked ``count`` (gunicorn forks
-    them one by one, and the first may answer before the last exists)."""
-    deadline = time.monotonic() + 30
-    while len(found := children(master)) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
+from tests.test_server import slow_client, start_serve, stop, wait_until_healthy, workers_of
 
 
 def alive(pid: int) -> bool:
