@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask, current_app, request
 
-from abconv.web import api, errors, pages
+from abconv.web import api, errors, metrics, pages
 
 
 def init_app(app: Flask) -> None:
+    metrics.init_app(app)  # first: it hands the services their metrics hook
     errors.init_app(app)
     app.before_request(_ensure_schema)
     app.register_blueprint(api.bp)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from abconv.errors import AbconvError
+from abconv.web.metrics import count_error
 
 HTTP_CODES = {
     400: "bad_request",
@@ -37,6 +38,7 @@ def init_app(app: Flask) -> None:
 def error_reply(
     code: str, message: str, status: int, details: list[str] | None = None
 ) -> tuple[Response | str, int]:
+    count_error(code)
     if not _wants_json():
         return render_template("pages/error.html", status=status, message=message), status
     body: dict[str, Any] = {"code": code, "message": message}
