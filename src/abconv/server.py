@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -36,5 +39,29 @@ def run_gunicorn(bind: str, workers: int) -> None:
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "abconv",
+            **prometheus_multiprocess(),
         }
     ).run()
+
+
+def prometheus_multiprocess() -> dict[str, Any]:
+    """gunicorn settings that make ``/metrics`` add up every worker's counts.
+
+    Names a fresh folder in ``PROMETHEUS_MULTIPROC_DIR`` before any worker
+    starts: prometheus_client reads the variable once, when first imported
+    (in a worker: the master never imports it), and each worker then keeps
+    its counts in files there. A worker that exits is marked dead, and the
+    folder goes when the server stops (a new server never sees old counts).
+    """
+    folder = tempfile.mkdtemp(prefix="abconv-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, folder)
+
+    def on_exit(server: Any) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return {"child_exit": child_exit, "on_exit": on_exit}

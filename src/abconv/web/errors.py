@@ -1,7 +1,7 @@
 """The one place where exceptions become replies.
 
-API routes (``/api/...``, ``/healthz``) answer ``{"error": {"code", "message"}}``
-with a 4xx status (503 when the database is unreachable); pages get a short
+API routes (``/api/...``, ``/healthz``, ``/metrics``) answer
+``{"error": {"code", "message"}}`` with a 4xx status (503 when the database is unreachable); pages get a short
 HTML page. A traceback is logged, never shown.
 """
 
@@ -48,7 +48,7 @@ def error_reply(
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz"
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/metrics")
 
 
 def _abconv_error(error: AbconvError) -> tuple[Response | str, int]:
