@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from abconv import create_app
 from tests.conftest import assert_error, write_experiment
+from tests.test_concurrency import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -150,3 +160,90 @@ def test_metrics_from_another_machine_is_forbidden_without_a_password(
 ) -> None:
     reply = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert reply.status_code == 403
+
+
+def get(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(base + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def assigns_per_worker(folder: Path) -> dict[str, float]:
+    """Successful assignments each worker counted, read from its own file."""
+    counts = {}
+    for path in folder.glob("counter_*.db"):
+        [family] = [m for m in MultiProcessCollector.merge([str(path)])
+                    if m.name == "abconv_http_requests"] or [None]  # fmt: skip
+        samples = family.samples if family else []
+        counts[path.stem] = sum(
+            s.value for s in samples
+            if s.labels == {"endpoint": "api.assign", "status": "200"}
+        )  # fmt: skip
+    return counts
+
+
+@pytest.mark.slow
+def test_two_gunicorn_workers_add_up_in_one_scrape(tmp_path: Path, experiments_dir: Path) -> None:
+    port, base = free_port(), ""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
+           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir), "ABCONV_ADMIN_PASSWORD": "s3cret",
+           "TMPDIR": str(temp)}  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "abconv", "serve", "--port", str(port), "--workers", "2"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, process, log)
+        [folder] = temp.glob("abconv-metrics-*")
+        sent = 0
+        while sent < 400:  # until each worker has served some (the kernel spreads them)
+            with ThreadPoolExecutor(10) as pool:
+                paths = [f"/api/assign?visitor=v{sent + i}&experiment=shop" for i in range(10)]
+                assert {s for s, _ in pool.map(lambda p: get(base, p), paths)} == {200}
+            sent += 10
+            per_worker = assigns_per_worker(folder)
+            if sent >= 20 and sum(1 for n in per_worker.values() if n) >= 2:
+                break
+        status, text = get(base, "/metrics", {"Authorization": "Bearer s3cret"})
+        assert status == 200
+        # A worker killed keeps its counts: they stay in its file.
+        os.kill(int(max(per_worker, key=per_worker.__getitem__).split("_")[1]), signal.SIGKILL)
+        status, after_kill = get(base, "/metrics", {"Authorization": "Bearer s3cret"})
+        assert status == 200
+        get(base, "/healthz", {"X-Request-Id": "only-one-line-1"})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    samples = parse(text)
+    print(f"\n{sent} assignments; per worker {sorted(per_worker.values())}; "
+          f"scrape: {requests(samples, 'api.assign', '200'):.0f}")  # fmt: skip
+    assert sum(1 for n in per_worker.values() if n) == 2
+    assert sum(per_worker.values()) == sent
+    assert requests(samples, "api.assign", "200") == sent
+    assert events(samples, "exposure", "recorded") == sent
+    assert requests(parse(after_kill), "api.assign", "200") == sent
+    output = log.read_text()
+    assert sum("only-one-line-1" in line for line in output.splitlines()) == 1
+    assert not folder.exists()  # removed when the server stopped
+
+
+def wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if get(base, "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("abconv serve did not start: " + log.read_text()[-2000:])
+        time.sleep(0.2)

@@ -59,7 +59,7 @@ def prometheus_multiprocess() -> dict[str, Any]:
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid, folder)
+        multiprocess.mark_process_dead(worker.pid, folder)  # type: ignore[no-untyped-call]
 
     def on_exit(server: Any) -> None:
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,8 +1,8 @@
 """The one place where exceptions become replies.
 
 API routes (``/api/...``, ``/healthz``, ``/metrics``) answer
-``{"error": {"code", "message"}}`` with a 4xx status (503 when the database is unreachable); pages get a short
-HTML page. A traceback is logged, never shown.
+``{"error": {"code", "message"}}`` with a 4xx status (503 when the database is
+unreachable); pages get a short HTML page. A traceback is logged, never shown.
 """
 
 from __future__ import annotations
