@@ -128,7 +128,7 @@ def _start_request() -> None:
 
 def _finish_request(response: Response) -> Response:
     request_id = current_request_id()
-    if request_id is None:  # a hook before ours failed: still answer with an id
+    if request_id is None:  # a hook registered before ours failed: still give an id
         request_id = g.request_id = uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
     if current_app.config.get("ACCESS_LOG", True):
@@ -141,7 +141,7 @@ def _finish_request(response: Response) -> Response:
             "duration_ms": "-" if seconds is None else round(seconds * 1000, 2),
         }
         logging.getLogger(ACCESS_LOGGER).info(
-            "%s %s %s", request.method, request.path, response.status_code,
+            "%s %s %s", fields["method"], fields["path"], fields["status"],
             extra={"fields": fields, "request_id": request_id},
         )  # fmt: skip
     return response
