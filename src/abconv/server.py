@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -50,18 +51,24 @@ def prometheus_multiprocess() -> dict[str, Any]:
     Names a fresh folder in ``PROMETHEUS_MULTIPROC_DIR`` before any worker
     starts: prometheus_client reads the variable once, when first imported
     (in a worker: the master never imports it), and each worker then keeps
-    its counts in files there. A worker that exits is marked dead, and the
-    folder goes when the server stops (a new server never sees old counts).
+    its counts in files there. A worker that exits is marked dead. The
+    folder goes when this process exits, however gunicorn stops (a new
+    server never sees old counts); forked workers inherit the exit hook, so
+    it checks who is exiting.
     """
     folder = tempfile.mkdtemp(prefix="abconv-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    master = os.getpid()
+
+    def remove_folder() -> None:
+        if os.getpid() == master:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove_folder)
 
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, folder)  # type: ignore[no-untyped-call]
 
-    def on_exit(server: Any) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-    return {"child_exit": child_exit, "on_exit": on_exit}
+    return {"child_exit": child_exit}
