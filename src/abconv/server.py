@@ -52,9 +52,9 @@ def prometheus_multiprocess() -> dict[str, Any]:
     starts: prometheus_client reads the variable once, when first imported
     (in a worker: the master never imports it), and each worker then keeps
     its counts in files there. A worker that exits is marked dead. The
-    folder goes when this process exits, however gunicorn stops (a new
-    server never sees old counts); forked workers inherit the exit hook, so
-    it checks who is exiting.
+    folder goes when this process exits, even when gunicorn could not bind
+    (only a SIGKILL leaves it behind, never to be read again: each start has
+    its own); forked workers inherit the exit hook, so it checks who exits.
     """
     folder = tempfile.mkdtemp(prefix="abconv-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
