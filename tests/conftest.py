@@ -25,6 +25,8 @@ from abconv.store import normalise_url
 
 POSTGRES_ENV = "ABCONV_TEST_DATABASE_URL"
 POSTGRES_URL = os.environ.get(POSTGRES_ENV)
+ADMIN_PASSWORD = "test-admin-password"
+ADMIN_AUTHORIZATION = f"Bearer {ADMIN_PASSWORD}"  # what `client` sends
 
 SHOP_EXPERIMENT = """
 key = "{key}"
@@ -77,10 +79,13 @@ def write_experiment(folder: Path, key: str = "shop", **fields: Any) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_abconv_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_abconv_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ABCONV_* leaks in; the instance folder (generated admin password,
+    default database) is the test's own, never ./instance."""
     for name in list(os.environ):
         if name.startswith("ABCONV_") and name != POSTGRES_ENV:
             monkeypatch.delenv(name)
+    monkeypatch.setenv("ABCONV_INSTANCE_DIR", str(tmp_path / "instance"))
 
 
 @pytest.fixture
@@ -116,8 +121,13 @@ def postgres_schema(base_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def environ(experiments_dir: Path, database_url: str) -> dict[str, str]:
-    return {"ABCONV_EXPERIMENTS_DIR": str(experiments_dir), "ABCONV_DATABASE_URL": database_url}
+def environ(experiments_dir: Path, database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
+        "ABCONV_DATABASE_URL": database_url,
+        "ABCONV_INSTANCE_DIR": str(tmp_path / "instance"),
+        "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
 
 
 @pytest.fixture
@@ -130,6 +140,15 @@ def app(environ: dict[str, str]) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    """A client that sends the admin password (as a Bearer token) with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = ADMIN_AUTHORIZATION
+    return client
+
+
+@pytest.fixture
+def anonymous_client(app: Flask) -> FlaskClient:
+    """A client without credentials, as a visitor's browser or an attacker."""
     return app.test_client()
 
 

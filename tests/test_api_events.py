@@ -64,7 +64,7 @@ def test_one_bad_event_rejects_the_whole_batch(app: Flask, client: FlaskClient) 
     error = assert_error(client.post("/api/events", json={"events": events}), 400, "invalid_events")
     assert error["message"].startswith("3 of 4 events are invalid; nothing was recorded")
     assert error["details"] == [
-        "events[1].value must be a finite number >= 0, got -5",
+        "events[1].value must be a finite number from 0 to 1,000,000,000 (MAX_EVENT_VALUE), got -5",
         "events[2].experiment: no experiment 'nope'",
         'events[3].type must be "exposure" or "conversion"',
     ]

@@ -110,3 +110,20 @@ def test_serve_runs_gunicorn_on_the_defaults(tmp_path: Path) -> None:
 def test_serve_rejects_a_bad_database_url(value: str) -> None:
     result = CliRunner().invoke(cli, ["serve"], env={"ABCONV_DATABASE_URL": value})
     assert result.exit_code == 1 and "ABCONV_DATABASE_URL" in result.output
+
+
+def test_serve_says_where_the_admin_password_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    monkeypatch.setattr("abconv.server.run_gunicorn", lambda bind, workers: started.append(bind))
+    instance = tmp_path / "instance"
+    env = {"ABCONV_INSTANCE_DIR": str(instance),
+           "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}  # fmt: skip
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+    assert result.exit_code == 0 and started == ["127.0.0.1:8000"], result.output
+    path = instance.resolve() / "admin-password"
+    assert f"admin password in {path}" in result.output and path.read_text().strip()
+    with_one = CliRunner().invoke(cli, ["serve"], env={**env, "ABCONV_ADMIN_PASSWORD": "s3cret"})
+    assert "admin routes need ABCONV_ADMIN_PASSWORD" in with_one.output
+    assert "s3cret" not in with_one.output

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from scipy import stats
 
 from abconv.cli import cli
 from tests.test_stats_analysis import shop
+from tests.test_stats_bayesian import beta_quadrature
 
 COUNTS = shop()
+
+
+def counts_of_purchase() -> list[dict[str, Any]]:
+    """The variants of COUNTS with their purchase counts (the primary goal)."""
+    purchase = COUNTS["goals"][0]["counts"]
+    return [{**v, "counts": purchase[v["key"]]} for v in COUNTS["variants"]]
 
 
 @pytest.fixture
@@ -26,7 +35,16 @@ def test_valid_file_prints_the_document(runner: CliRunner, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["experiment"] == "homepage-cta"
-    assert document["decision"]["status"] in {"keep_running", "winner", "no_difference"}
+    # The data implies a winner, by the Bayesian rule with the default settings: every arm
+    # is past min_visitors (100), the split matches the weights (scipy chisquare p = 0.95),
+    # and guide (310/5020 against 250/5000 and 240/4990) is best with a chance above
+    # chance_to_win (0.95) and an expected loss below max_expected_loss (0.001), both
+    # computed here by scipy's quadrature, independently of abconv.stats.
+    arms = [(v["visitors"], v["counts"]["conversions"]) for v in counts_of_purchase()]
+    _, best, loss = beta_quadrature(arms)
+    assert best[1] > 0.95 and loss[1] < 0.001 and stats.chisquare([5000, 5020, 4990]).pvalue > 0.9
+    assert document["decision"]["status"] == "winner"
+    assert document["decision"]["winner"] == "guide"
     assert [v["key"] for v in document["goals"][0]["variants"]] == ["trial", "guide", "video"]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from abconv.store import Store
+from tests.conftest import ADMIN_AUTHORIZATION, ADMIN_PASSWORD
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,7 +32,9 @@ def free_port() -> int:
 def request(base: str, path: str, body: dict[str, object] | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
-        base + path, data=data, headers={"Content-Type": "application/json"}
+        base + path,
+        data=data,
+        headers={"Content-Type": "application/json", "Authorization": ADMIN_AUTHORIZATION},
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as reply:
@@ -47,16 +50,22 @@ def server(gunicorn: tuple[str, subprocess.Popen[bytes]]) -> str:
 
 @pytest.fixture
 def gunicorn(
-    database_url: str, experiments_dir: Path
+    database_url: str, experiments_dir: Path, tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A gunicorn with 4 workers on a free port: its base URL and master process."""
+    """A gunicorn with 4 workers on a free port: its base URL and master process.
+
+    Its log goes to a file: a pipe nobody reads would block the workers once
+    the access lines fill it."""
     port = free_port()
     env = {**os.environ, "ABCONV_DATABASE_URL": database_url,
-           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+           "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
+           "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD}  # fmt: skip
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -67,15 +76,12 @@ def gunicorn(
             except OSError:
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(
-                    "gunicorn did not start: " + process.stderr.read().decode()[-2000:]
-                )
+                raise RuntimeError("gunicorn did not start: " + log.read_text()[-2000:])
             time.sleep(0.2)
         yield base, process
     finally:
         process.terminate()
         process.wait(timeout=30)
-        process.stderr.close()
 
 
 def test_2000_conversions_and_500_duplicates_from_8_threads(server: str, database_url: str) -> None:

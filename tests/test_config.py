@@ -15,6 +15,7 @@ def test_defaults_are_sqlite_in_the_instance_folder_and_the_examples() -> None:
     assert settings.database_url == f"sqlite:///{Path('instance').resolve() / 'abconv.sqlite3'}"
     assert settings.experiments_dir == Path("experiments")
     assert settings.admin_password is None and settings.allowed_origins == ()
+    assert settings.instance_dir == Path("instance") and settings.trusted_proxies == 0
     assert len(settings.secret_key) == 64
 
 
@@ -25,12 +26,20 @@ def test_every_variable_is_read() -> None:
         "ABCONV_SECRET_KEY": "s3cret",
         "ABCONV_ADMIN_PASSWORD": "12345",
         "ABCONV_ALLOWED_ORIGINS": "https://a.example, https://b.example/",
+        "ABCONV_INSTANCE_DIR": "/srv/abconv",
+        "ABCONV_TRUSTED_PROXIES": "2",
     })  # fmt: skip
     assert settings.database_url == "postgresql://u@db/abconv"
     assert settings.experiments_dir == Path("/srv/experiments")
     assert settings.secret_key == "s3cret"
     assert settings.admin_password == "12345"  # a string, never JSON-decoded to an int
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.instance_dir == Path("/srv/abconv") and settings.trusted_proxies == 2
+
+
+def test_the_default_database_lives_in_the_instance_folder() -> None:
+    settings = load_config({"ABCONV_INSTANCE_DIR": "/srv/abconv"})
+    assert settings.database_url == "sqlite:////srv/abconv/abconv.sqlite3"
 
 
 @pytest.mark.parametrize(
@@ -38,6 +47,10 @@ def test_every_variable_is_read() -> None:
     [
         ("ABCONV_DATABASE_URL", "mysql://x/y"),
         ("ABCONV_ALLOWED_ORIGINS", "shop.example.com"),
+        ("ABCONV_TRUSTED_PROXIES", "yes"),
+        ("ABCONV_TRUSTED_PROXIES", "-1"),
+        ("ABCONV_TRUSTED_PROXIES", "10.0.0.1"),
+        ("ABCONV_TRUSTED_PROXIES", "99"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(name: str, value: str) -> None:

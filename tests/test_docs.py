@@ -60,3 +60,11 @@ def test_readme_gives_the_two_set_up_commands(command: str) -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "\npython3 -m pip install -e '.[test]' && python3 -m pytest\n" in ci
+
+
+def test_readme_admin_examples_send_the_password() -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    admin = [line for line in lines if "curl" in line and re.search(r"/api/(events|exp)", line)]
+    assert len(admin) >= 2
+    assert [line for line in admin if " -u " not in line and "Bearer" not in line] == []

@@ -185,6 +185,8 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
         "kind": "soft",
         "value": False,
         "primary": False,
+        "max_value": None,
+        "cap": None,
     }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders
@@ -384,8 +386,8 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_unreadable_files_are_problems(tmp_path: Path) -> None:
     path = tmp_path / "demo.toml"
-    path.write_bytes(b'key = "d\xe9mo"\n')
-    assert_one_problem(path, None, "not UTF-8 text")
+    path.write_bytes(b'name = "Demo"\nkey = "d\xe9mo"\n')
+    assert_one_problem(path, 2, "file: not UTF-8 text (byte 0xe9)")
     assert_one_problem(tmp_path / "gone.toml", None, "cannot read")
 
 

@@ -137,6 +137,15 @@ def test_experiment_files_loaded_and_failed(client: FlaskClient, experiments_dir
     assert value(samples, "abconv_experiment_files", state="loaded") == 2
     assert value(samples, "abconv_experiment_files", state="failed") == 1
     assert value(samples, "abconv_experiments_running") == 2
+    second = experiments_dir / "second.toml"
+    second.write_text(second.read_text().replace('status = "running"', "status = 1"))
+    stamp = second.stat().st_mtime_ns + 2_000_000_000
+    os.utime(second, ns=(stamp, stamp))
+    client.application.extensions["abconv"].experiments.refresh()
+    samples = scrape(client)  # "second" keeps its last good version, but its file failed
+    assert value(samples, "abconv_experiment_files", state="loaded") == 1
+    assert value(samples, "abconv_experiment_files", state="failed") == 2
+    assert value(samples, "abconv_experiments_running") == 2
 
 
 @pytest.fixture

@@ -11,11 +11,16 @@ from typing import Any
 
 import pytest
 from scipy import stats
-from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
 
 from abconv.analysis_settings import AnalysisSettings
 from abconv.stats import analyze
 from abconv.vocabulary import DecisionStatus
+from tests.test_stats_bayesian import beta_quadrature
 
 METHODS = ["bayesian", "frequentist", "sequential"]
 
@@ -241,14 +246,77 @@ def test_value_goal_without_orders_and_zero_variance(method: str) -> None:
     assert variant["vs_control"]["value"]["p_value"] is None
 
 
+EXTREME = [
+    ((10**12, 1), (10**11, 1)),  # a trillion visitors against one
+    ((10**12, 10**12), (10**11, 10**11 + 10**6)),  # a lift of 1e-6 in a trillion each
+]
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_extreme_but_valid_counts(method: str) -> None:
-    document = analyze(two_arms((10**12, 1), [binary(10**11, 1)], method))
+@pytest.mark.parametrize(("visitors", "conversions"), EXTREME, ids=["1e12-vs-1", "1e12-each"])
+def test_extreme_but_valid_counts(
+    method: str, visitors: tuple[int, int], conversions: tuple[int, int]
+) -> None:
+    document = analyze(two_arms(visitors, [binary(*conversions)], method))
     check_document(document)
+    a, b = document["goals"][0]["variants"]
+    (na, nb), (xa, xb) = visitors, conversions
+    for variant, n, x in ((a, na, xa), (b, nb, xb)):
+        assert variant["rate"] == pytest.approx(x / n, rel=1e-12)
+        # source: statsmodels proportion_confint(method="wilson")
+        assert variant["rate_ci"] == pytest.approx(proportion_confint(x, n, method="wilson"))
+    versus = b["vs_control"]
+    assert versus["abs_diff"] == pytest.approx(xb / nb - xa / na, rel=1e-9)
+    assert versus["rel_lift"] == pytest.approx((xb / nb) / (xa / na) - 1, rel=1e-6)
+    # source: statsmodels proportions_ztest (pooled) and the unpooled Wald interval
+    _, p_value = proportions_ztest([xb, xa], [nb, na])
+    wald = confint_proportions_2indep(xb, nb, xa, na, method="wald", compare="diff")
+    if method != "sequential":
+        assert versus["p_value"] == pytest.approx(p_value, rel=1e-6)
+        assert versus["abs_diff_ci"] == pytest.approx(list(wald), rel=1e-6)
+    elif nb > 1:  # an always-valid test pays for peeking: never more certain
+        # (Not with one visitor who converted: the unpooled variance is then 0 and the
+        # always-valid p-value says 0.0 where the pooled z-test says 0.0027.)
+        assert versus["p_value"] >= p_value
+        assert versus["abs_diff_ci"][0] <= wald[0] and versus["abs_diff_ci"][1] >= wald[1]
+    if nb == 1:
+        # source: closed form; a's Beta posterior is a point mass at 0.1 (sd 3e-7) and
+        # b's is Beta(2, 1) (density 2t): P(p_b > 0.1) = 1 - 0.1², the loss of choosing b
+        # is ∫_0^0.1 (0.1 - t) 2t dt = 1/3000, of choosing a ∫_0.1^1 (t - 0.1) 2t dt = 0.567.
+        # Tolerance: the quadrature's documented 1e-4 in probability; about 1e-5 in loss.
+        assert versus["chance_to_beat_control"] == pytest.approx(0.99, abs=1e-4)
+        assert [a["prob_best"], b["prob_best"]] == pytest.approx([0.01, 0.99], abs=1e-4)
+        assert a["expected_loss"] == pytest.approx(0.567, rel=1e-4)
+        assert b["expected_loss"] == pytest.approx(1 / 3000, abs=1e-5)
+    else:
+        # source: both Beta posteriors are normal to within 1e-6 at a trillion visitors:
+        # P(p_b > p_a) = Φ(diff / sqrt(var_a + var_b)); Beta(α, β) has var αβ/((α+β)²(α+β+1))
+        spread = math.sqrt(
+            sum(beta_variance(1 + x, 1 + n - x) for n, x in zip(visitors, conversions, strict=True))
+        )
+        chance = stats.norm.cdf((xb / nb - xa / na) / spread)
+        assert versus["chance_to_beat_control"] == pytest.approx(chance, abs=1e-4)
+        assert b["prob_best"] == pytest.approx(chance, abs=1e-4)
 
 
-def test_same_input_same_output() -> None:
-    assert analyze(shop()) == analyze(shop())
+def beta_variance(a: float, b: float) -> float:
+    return a * b / ((a + b) ** 2 * (a + b + 1))
+
+
+def test_bayesian_figures_of_the_document_match_scipy_quadrature() -> None:
+    """Counts reach the Beta posteriors Beta(1 + x, 1 + n - x) of the right arms:
+    checked with scipy's adaptive quadrature, independent of the package's grid."""
+    document = analyze(shop("bayesian"))
+    variants = document["goals"][0]["variants"]
+    arms = [(v["visitors"], v["conversions"]) for v in variants]
+    beat, best, loss = beta_quadrature(arms)
+    for variant, chance, prob_best, expected_loss in zip(variants, beat, best, loss, strict=True):
+        if variant["vs_control"] is not None:
+            assert variant["vs_control"]["chance_to_beat_control"] == pytest.approx(
+                chance, abs=1e-4
+            )  # the package's documented accuracy
+        assert variant["prob_best"] == pytest.approx(prob_best, abs=1e-4)
+        assert variant["expected_loss"] == pytest.approx(expected_loss, abs=1e-4)
 
 
 def test_stats_package_loads_no_framework() -> None:

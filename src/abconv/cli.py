@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from abconv.config import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,6 +40,7 @@ def serve(host: str, port: int, workers: int, dev: bool) -> None:
         raise click.ClickException(error.message) from None
     click.echo(f"abconv: experiments from {settings.experiments_dir.resolve()}", err=True)
     click.echo(f"abconv: database {_safe_url(settings.database_url)}", err=True)
+    click.echo(f"abconv: {_admin_access(settings)}", err=True)
     if dev:
         from abconv import create_app
 
@@ -45,6 +49,23 @@ def serve(host: str, port: int, workers: int, dev: bool) -> None:
     from abconv.server import run_gunicorn
 
     run_gunicorn(bind=f"{host}:{port}", workers=workers)
+
+
+def _admin_access(settings: Settings) -> str:
+    """Where the admin password is; writes the generated one before workers start."""
+    if settings.admin_password is not None:
+        return "admin routes need ABCONV_ADMIN_PASSWORD"
+    from abconv.errors import AbconvError
+    from abconv.web.admin_secret import generated_password, password_file
+
+    try:
+        generated_password(settings.instance_dir)
+    except (OSError, AbconvError) as error:
+        raise click.ClickException(f"cannot write the admin password: {error}") from None
+    return (
+        f"admin password in {password_file(settings.instance_dir)} "
+        "(admin routes answer this machine only; set ABCONV_ADMIN_PASSWORD to change that)"
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -59,9 +80,13 @@ def _safe_url(url: str) -> str:
 def check(directory: Path | None) -> None:
     """Validate experiment files in DIRECTORY (default: ABCONV_EXPERIMENTS_DIR or ./experiments)."""
     from abconv.config import load_config
+    from abconv.errors import AbconvError
     from abconv.experiments import check_directory
 
-    folder = directory or load_config().experiments_dir
+    try:
+        folder = directory or load_config().experiments_dir
+    except AbconvError as error:
+        raise click.ClickException(error.message) from None
     experiments, problems = check_directory(folder)
     for problem in problems:
         click.echo(str(problem), err=True)

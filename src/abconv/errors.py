@@ -10,10 +10,16 @@ from __future__ import annotations
 
 class AbconvError(Exception):
     def __init__(
-        self, code: str, message: str, status: int = 400, details: list[str] | None = None
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        details: list[str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.details = details  # one line per problem, e.g. of a batch
+        self.headers = headers or {}  # HTTP headers of the reply, e.g. Retry-After

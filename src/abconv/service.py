@@ -16,6 +16,7 @@ from abconv.errors import AbconvError
 from abconv.experiments import Experiment, ExperimentRegistry, Variant
 from abconv.inputs import (
     EventInput,
+    check_goal_value,
     conversion_input,
     optional_time,
     require_experiment_key,
@@ -142,16 +143,22 @@ def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
     return _conversion_reply(event, recorded, duplicate=bool(rows) and not recorded)
 
 
-def _experiments_counting(services: Services, event: EventInput) -> list[Experiment]:
-    """Running experiments that count ``event.goal``; the goal must exist somewhere."""
+def _experiments_counting(
+    services: Services, event: EventInput, field: str = "value"
+) -> list[Experiment]:
+    """Running experiments that count ``event.goal``; the goal must exist somewhere,
+    and the value suit it (judged by the running ones, or all when none runs)."""
     if event.experiment is not None:
         pool = [services.experiment(event.experiment)]
     else:
         pool = list(services.experiments.all().values())
-    if not any(e.goal(event.goal) for e in pool):
+    defining = [e for e in pool if e.goal(event.goal)]
+    if not defining:
         where = f"experiment {event.experiment!r}" if event.experiment else "any experiment"
         raise AbconvError("unknown_goal", f"goal {event.goal!r} is not defined in {where}")
-    return [e for e in pool if e.status is Status.RUNNING and e.goal(event.goal)]
+    counting = [e for e in defining if e.status is Status.RUNNING]
+    check_goal_value(event, counting or defining, field)
+    return counting
 
 
 def _credited(
@@ -177,7 +184,7 @@ def _credited(
                 visitor=event.visitor,
                 goal=goal.key,
                 kind=str(goal.kind),
-                value=event.value,
+                value=event.value if goal.value else None,
                 event_id=event.event_id,
                 created_at=at,
             )
@@ -267,8 +274,9 @@ def _parse_event(
     kind = event.get("type")
     if kind == "conversion":
         conversion = conversion_input(event, prefix)
-        # Also checks that the goal exists; kept so that storing need not look again.
-        conversions.append((conversion, _experiments_counting(services, conversion)))
+        # Also checks the goal and the value; kept so that storing need not look again.
+        counting = _experiments_counting(services, conversion, prefix + "value")
+        conversions.append((conversion, counting))
     elif kind == "exposure":
         exposures.extend(_exposure_row(services, event, prefix))
     else:

@@ -12,38 +12,59 @@ import re
 import tomllib
 from pathlib import Path
 
+from abconv.experiments import limits
 from abconv.experiments.model import Experiment, ExperimentFileError, Problem
 from abconv.experiments.rules import Checker
 from abconv.experiments.toml_lines import KeyLines
+
+# A file with thousands of mistakes is listed up to here (the log, the
+# dashboard and the terminal stay readable); fixing these shows the rest.
+MAX_PROBLEMS = 20
 
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
 def load_experiment_file(path: str | Path) -> Experiment:
     """Read one experiment file; raise :class:`ExperimentFileError` listing
-    every problem it has (unreadable, not TOML, or breaking a rule)."""
+    every problem it has (unreadable, too large or deep, not TOML, or
+    breaking a rule), and nothing else.
+
+    Whatever else goes wrong while reading it (a bug, a surprise of the
+    file system) becomes a ``file: could not be read`` problem too, with the
+    original exception as ``__cause__`` for the log: one file's failure must
+    never reach another experiment or a request.
+    """
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        problem = Problem(str(path), None, f"cannot read: {error.strerror}")
-        raise ExperimentFileError([problem]) from None
-    except UnicodeDecodeError:
-        raise ExperimentFileError([Problem(str(path), None, "not UTF-8 text")]) from None
-    return parse_experiment(text, path)
+        return parse_experiment(limits.decode(limits.read_bounded(path), path), path)
+    except ExperimentFileError:
+        raise
+    except Exception as error:
+        raise limits.unexpected(path, error) from error
 
 
 def parse_experiment(text: str, path: str | Path) -> Experiment:
     """Validate the TOML ``text`` of the file ``path`` (whose name must match
     the key); raise :class:`ExperimentFileError` listing every problem."""
+    limits.check_text_nesting(text, path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ExperimentFileError([_syntax_problem(str(path), text, error)]) from None
-    checker = Checker(str(path), KeyLines(text))
+    except RecursionError:  # the text scan should have caught it; never let it out
+        raise limits.problem(path, None, limits.too_deep()) from None
+    lines = KeyLines(text)
+    too_deep = limits.nesting_path(data)
+    if too_deep is not None:
+        raise limits.problem(path, lines.line_of(too_deep), limits.too_deep())
+    checker = Checker(str(path), lines)
     experiment = checker.experiment(data, Path(path).stem)
     if experiment is None:
         # In file order; problems of the whole file (no line) first.
-        raise ExperimentFileError(sorted(checker.problems, key=lambda p: p.line or 0))
+        found = sorted(checker.problems, key=lambda p: p.line or 0)
+        if len(found) > MAX_PROBLEMS:
+            more = len(found) - MAX_PROBLEMS
+            found = [*found[:MAX_PROBLEMS], Problem(str(path), None, f"... and {more} more")]
+        raise ExperimentFileError(found)
     return experiment
 
 
@@ -79,10 +100,12 @@ def check_directory(directory: str | Path) -> tuple[list[Experiment], list[Probl
     experiments: list[Experiment] = []
     problems: list[Problem] = []
     for name in names:
+        path = Path(directory) / name
         try:
-            experiments.append(load_experiment_file(Path(directory) / name))
+            experiments.append(load_experiment_file(path))
         except ExperimentFileError as error:
-            problems.extend(error.problems)
+            if os.path.lexists(path):  # else removed since listed: not there
+                problems.extend(error.problems)
     return experiments, problems
 
 

@@ -52,12 +52,20 @@ class Variant:
 
 @dataclass(frozen=True)
 class Goal:
-    """A conversion the experiment counts; ``value``: its events carry money."""
+    """A conversion the experiment counts; ``value``: its events carry money.
+
+    ``max_value`` bounds one event's value (larger ones are refused at the
+    door); ``cap`` bounds a visitor's total value on the goal in the results
+    (larger totals count as ``cap``). Both are ``None`` when not set, and set
+    only on goals with ``value``.
+    """
 
     key: str
     kind: GoalKind
     value: bool
     primary: bool
+    max_value: float | None = None
+    cap: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": str(self.kind)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abconv.experiments import files as experiment_files
+from abconv.experiments import limits
 from abconv.experiments.model import Experiment, ExperimentFileError, Problem
 from abconv.vocabulary import Status
 
@@ -31,6 +33,15 @@ class _FileState:
     problems: tuple[Problem, ...]  # of the current content; () when it is good
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """What readers see, published whole by each scan."""
+
+    experiments: dict[str, Experiment]  # by key
+    running: tuple[Experiment, ...]  # sorted by key
+    problems: tuple[Problem, ...]  # of the folder, then of each file by name
+
+
 class ExperimentRegistry:
     """Holds the current experiments of a folder and notices added, changed
     and removed files.
@@ -41,7 +52,10 @@ class ExperimentRegistry:
     files whose modification time or size changed. A file that becomes
     invalid keeps its last good version in service; a file invalid from the
     start is not served. Problems, added, changed and removed files are
-    logged once per change. ``clock`` (seconds, monotonic) is injectable for
+    logged once per change, and :meth:`problems` lists the current ones (for
+    the dashboard). Reading one file can fail in any way, even by a bug:
+    that file's failure stays its own problem and never reaches another
+    experiment or the caller. ``clock`` (seconds, monotonic) is injectable for
     tests; the file system's own clock decides :data:`RACY_SECONDS`.
     """
 
@@ -60,29 +74,36 @@ class ExperimentRegistry:
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self._files: dict[str, _FileState] = {}
-        self._folder_missing = False
-        # (by key, running ones): replaced as a whole on each refresh, never
-        # changed in place, so readers need no lock.
-        self._snapshot: tuple[dict[str, Experiment], tuple[Experiment, ...]] = ({}, ())
+        self._folder_problem: Problem | None = None
+        # Replaced as a whole on each refresh, never changed in place, so
+        # readers need no lock.
+        self._snapshot = _Snapshot({}, (), ())
 
     def all(self) -> dict[str, Experiment]:
         """Every valid experiment by key (a copy; refreshed when due)."""
-        return dict(self._current()[0])
+        return dict(self._current().experiments)
 
     def get(self, key: str) -> Experiment | None:
         """The experiment ``key``, or ``None`` when no valid file defines it."""
-        return self._current()[0].get(key)
+        return self._current().experiments.get(key)
 
     def running(self) -> list[Experiment]:
         """The experiments with ``status = "running"``, sorted by key."""
-        return list(self._current()[1])
+        return list(self._current().running)
+
+    def problems(self) -> list[Problem]:
+        """The problems of the files as they are now, by file name; a file
+        listed here keeps its last good version in service, if it had one
+        (an experiment whose ``path`` is the problem's). A folder that
+        cannot be read is one problem too."""
+        return list(self._current().problems)
 
     def refresh(self) -> None:
         """Look at the folder now, whatever the check interval says."""
         with self._lock:
             self._scan()
 
-    def _current(self) -> tuple[dict[str, Experiment], tuple[Experiment, ...]]:
+    def _current(self) -> _Snapshot:
         checked_at = self._checked_at
         if checked_at is None:
             with self._lock:  # the first look waits for the folder to be read
@@ -103,23 +124,28 @@ class ExperimentRegistry:
         try:
             signatures = experiment_files.experiment_file_signatures(self.directory)
         except OSError as error:
-            if not self._folder_missing:
+            if self._folder_problem is None:
                 self.logger.warning(
                     "experiments folder %s cannot be read (%s): serving no experiments",
                     self.directory,
                     error.strerror,
                 )
-            self._folder_missing = True
+            reason = "not found" if isinstance(error, FileNotFoundError) else error.strerror
+            self._folder_problem = Problem(
+                str(self.directory), None, f"experiments folder: {reason}"
+            )
             self._files = {}
             self._publish(started)
             return
-        self._folder_missing = False
+        self._folder_problem = None
         files = {}
         racy_before = time.time_ns() - int(RACY_SECONDS * 1e9)
         for name, signature in signatures.items():
             state = self._files.get(name)
             if state is None or state.signature != signature:
                 state = self._read(name, state)
+                if state is None:  # removed since listed
+                    continue
             if signature[0] >= racy_before:
                 state = _FileState(None, state.experiment, state.problems)
             else:
@@ -130,19 +156,32 @@ class ExperimentRegistry:
         self._files = files
         self._publish(started)
 
-    def _read(self, name: str, old: _FileState | None) -> _FileState:
-        """Load ``name`` again and log what changed."""
+    def _read(self, name: str, old: _FileState | None) -> _FileState | None:
+        """Load ``name`` again and log what changed; ``None`` when the file
+        is gone. Never raises: whatever happens is this file's problem."""
         path = self.directory / name
         last_good = old.experiment if old is not None else None
         try:
-            experiment = experiment_files.load_experiment_file(path)
+            return self._load(path, old, last_good)
         except ExperimentFileError as error:
+            if not os.path.lexists(path):
+                return None
             problems = tuple(error.problems)
-            if old is None or problems != old.problems:
-                fate = "keeping its last good version" if last_good else "not served"
-                listing = "\n".join(f"  {problem}" for problem in problems)
-                self.logger.warning("experiment file %s is invalid, %s:\n%s", path, fate, listing)
-            return _FileState(None, last_good, problems)
+            cause = error.__cause__  # set for the unexpected only: log its traceback
+        except Exception as error:  # e.g. while comparing or logging: still this file's
+            problems = tuple(limits.unexpected(path, error).problems)
+            cause = error
+        if old is None or problems != old.problems:
+            fate = "keeping its last good version" if last_good else "not served"
+            listing = "\n".join(f"  {problem}" for problem in problems)
+            self.logger.warning(
+                "experiment file %s is invalid, %s:\n%s", path, fate, listing, exc_info=cause
+            )
+        return _FileState(None, last_good, problems)
+
+    def _load(self, path: Path, old: _FileState | None, last_good: Experiment | None) -> _FileState:
+        """Load ``path``, valid or not; log a loaded, reloaded or mended file."""
+        experiment = experiment_files.load_experiment_file(path)
         if experiment != last_good:
             verb = "reloaded" if last_good else "loaded"
             self.logger.info("experiment %s %s from %s", experiment.key, verb, path)
@@ -161,5 +200,8 @@ class ExperimentRegistry:
         running = sorted(
             (e for e in experiments.values() if e.status is Status.RUNNING), key=lambda e: e.key
         )
-        self._snapshot = (experiments, tuple(running))
+        problems = [p for _, state in sorted(self._files.items()) for p in state.problems]
+        if self._folder_problem is not None:
+            problems.insert(0, self._folder_problem)
+        self._snapshot = _Snapshot(experiments, tuple(running), tuple(problems))
         self._checked_at = started

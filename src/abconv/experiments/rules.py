@@ -15,6 +15,7 @@ from datetime import date, datetime, time
 from pathlib import PurePosixPath
 from typing import Any
 
+from abconv.experiments.limits import MAX_CONTENT_DEPTH
 from abconv.experiments.model import (
     ANALYSIS_DEFAULTS,
     AnalysisSettings,
@@ -22,7 +23,7 @@ from abconv.experiments.model import (
     Goal,
     Variant,
 )
-from abconv.experiments.toml_fields import FieldChecker, Table, typed
+from abconv.experiments.toml_fields import FieldChecker, Table, shorten, typed
 from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status
 
 MAX_KEY_LENGTH = 64
@@ -33,7 +34,7 @@ TOP_LEVEL_FIELDS = (
     "control", "winner", "variants", "goals", "analysis",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
-GOAL_FIELDS = ("key", "kind", "value", "primary")
+GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap")
 # The variant field each kind needs, and the fields it may have at all.
 KIND_FIELD = {
     ExperimentKind.CTA: "content",
@@ -50,6 +51,18 @@ KIND_EXAMPLE = {
     ExperimentKind.PAGE: '"landing/pricing-a.html"',
     ExperimentKind.REDIRECT: '"https://example.com/a"',
 }
+
+
+def _depth(value: Any) -> int:
+    """How many tables and arrays deep ``value`` goes (a scalar is 0).
+
+    Recursive, so only for data whose depth :mod:`abconv.experiments.limits`
+    has already bounded."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
 
 
 def _quoted(names: list[str]) -> str:
@@ -96,7 +109,9 @@ class Checker(FieldChecker):
         winner = self.text(top, "winner")
         for field, named in (("control", control), ("winner", winner)):
             if named is not None and keys and named not in keys:
-                self.problem((field,), f'{field} "{named}" names no variant ({_quoted(keys)})')
+                self.problem(
+                    (field,), f'{field} "{shorten(named)}" names no variant ({_quoted(keys)})'
+                )
         if status is Status.CONCLUDED and winner is None and "winner" not in top.data:
             self.problem(("status",), 'status = "concluded" needs winner = "VARIANT"')
         if status not in (None, Status.CONCLUDED) and "winner" in top.data:
@@ -128,7 +143,7 @@ class Checker(FieldChecker):
                 continue
             key = item.get("key")
             if isinstance(key, str):
-                label = f'{singular} "{key}": '
+                label = f'{singular} "{shorten(key)}": '
             tables.append(Table(item, (field, index), label))
         return tables
 
@@ -170,7 +185,7 @@ class Checker(FieldChecker):
         if tables and not primaries:
             self.problem(("goals",), "no primary goal: mark exactly one goal with primary = true")
         if len(primaries) > 1:
-            keys = [str(tables[index].data.get("key")) for index in primaries]
+            keys = [shorten(str(tables[index].data.get("key"))) for index in primaries]
             self.problem(
                 tables[primaries[1]].at("primary"),
                 f"only one goal may be primary, got {_quoted(keys)}",
@@ -183,9 +198,21 @@ class Checker(FieldChecker):
             self.unique(table, key, seen, "goal")
             kind = self.choice(table, "kind", GoalKind, None)
             value = self.flag(table, "value", False)
+            max_value = self.value_limit(table, "max_value", value)
+            cap = self.value_limit(table, "cap", value)
             if key is not None and kind is not None and value is not None:
-                goals.append(Goal(key, kind, value, index in primaries))
+                goals.append(Goal(key, kind, value, index in primaries, max_value, cap))
         return goals
+
+    def value_limit(self, table: Table, field: str, value: bool | None) -> float | None:
+        """``max_value`` or ``cap``: optional, a finite number > 0, on value goals only."""
+        if field not in table.data:
+            return None
+        limit = self.ranged(table, field, 0, lambda x: x > 0, "> 0")
+        if value is False:
+            self.problem(table.at(field), f"{table.label}{field} needs value = true")
+            return None
+        return limit
 
     def unique(self, table: Table, key: str | None, seen: dict[str, str], what: str) -> None:
         if key is None:
@@ -204,6 +231,14 @@ class Checker(FieldChecker):
         if not isinstance(content, dict):
             self.problem(
                 table.at("content"), f"{table.label}content must be a table, got {typed(content)}"
+            )
+            return None
+        depth = _depth(content)
+        if depth > MAX_CONTENT_DEPTH:
+            self.problem(
+                table.at("content"),
+                f"{table.label}content is nested {depth} levels deep, "
+                f"the limit is {MAX_CONTENT_DEPTH} (tables and arrays, content itself included)",
             )
             return None
         self.json_data(table, content, ("content",))
@@ -239,7 +274,7 @@ class Checker(FieldChecker):
             self.problem(
                 table.at("template"),
                 f"{table.label}template must be a path under templates/ ending in .html, "
-                f'without ".." (e.g. "landing/pricing-a.html"), got "{template}"',
+                f'without ".." (e.g. "landing/pricing-a.html"), got "{shorten(template)}"',
             )
             return None
         return template
@@ -254,7 +289,7 @@ class Checker(FieldChecker):
             self.problem(
                 table.at("url"),
                 f'{table.label}url must start with "http://", "https://" or a single "/" '
-                f'and contain no spaces, got "{url}"',
+                f'and contain no spaces, got "{shorten(url)}"',
             )
             return None
         return url
@@ -306,7 +341,7 @@ class Checker(FieldChecker):
         if not pattern.fullmatch(key) or len(key) > MAX_KEY_LENGTH:
             self.problem(
                 table.at("key"),
-                f'{table.label}key must be 1 to {MAX_KEY_LENGTH} {chars}, got "{key}"',
+                f'{table.label}key must be 1 to {MAX_KEY_LENGTH} {chars}, got "{shorten(key)}"',
             )
             return None
         return key

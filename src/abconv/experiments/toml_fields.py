@@ -25,13 +25,18 @@ from abconv.vocabulary import allowed
 _Choice = TypeVar("_Choice", bound=StrEnum)
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters: a message quotes what the file
+    says, but a 200 KB key must not become a 200 KB message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def typed(value: Any) -> str:
     """A value and its TOML type, for "must be ..., got ..." messages."""
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f'"{shown}" (a string)'
+        return f'"{shorten(value)}" (a string)'
     if isinstance(value, int | float):
         return f"{value} (a number)"
     if isinstance(value, dict):
@@ -73,9 +78,9 @@ class FieldChecker:
             close = difflib.get_close_matches(field, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
             if table.label.endswith("."):  # "analysis.": name the field by its path
-                message = f"unknown field '{table.label}{field}'"
+                message = f"unknown field '{table.label}{shorten(field)}'"
             else:
-                message = f"{table.label}unknown field '{field}'"
+                message = f"{table.label}unknown field '{shorten(field)}'"
             self.problem(table.at(field), f"{message} ({hint})")
 
     def missing(self, table: Table, field: str) -> None:

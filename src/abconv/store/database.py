@@ -11,7 +11,7 @@ hosts receive the same event at once.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -230,9 +230,17 @@ class Store:
         with self.engine.connect() as conn:
             return {variant: int(n) for variant, n in conn.execute(query).all()}
 
-    def conversions_by_variant(self, experiment: str) -> list[dict[str, Any]]:
+    def conversions_by_variant(
+        self, experiment: str, caps: Mapping[str, float] | None = None
+    ) -> list[dict[str, Any]]:
         """Per (goal, variant): converting visitors, value sum and sum of squared
-        per-visitor values, the sufficient statistics of the analysis."""
+        per-visitor values, the sufficient statistics of the analysis.
+
+        ``caps`` (goal → cap) winsorises each visitor's total value on a goal
+        at its cap before the sums; ``capped_visitors`` counts the totals
+        cut. Raises ``ValueError`` when the stored values overflow the
+        database's arithmetic (PostgreSQL refuses a square above 1e308).
+        """
         per_visitor = (
             sa.select(
                 CONVERSION.c.goal,
@@ -244,15 +252,37 @@ class Store:
             .group_by(CONVERSION.c.goal, CONVERSION.c.variant, CONVERSION.c.visitor)
             .subquery()
         )
-        query = sa.select(
+        total = per_visitor.c.total
+        over_cap = [
+            (sa.and_(per_visitor.c.goal == goal, total > cap), sa.literal(cap, sa.Float))
+            for goal, cap in (caps or {}).items()
+        ]
+        capped = sa.select(
             per_visitor.c.goal,
             per_visitor.c.variant,
+            (sa.case(*over_cap, else_=total) if over_cap else total).label("total"),
+            (
+                sa.case(*((over, 1) for over, _ in over_cap), else_=0)
+                if over_cap
+                else sa.literal(0)
+            ).label("capped"),
+        ).subquery()
+        query = sa.select(
+            capped.c.goal,
+            capped.c.variant,
             sa.func.count().label("conversions"),
-            sa.func.sum(per_visitor.c.total).label("value_sum"),
-            sa.func.sum(per_visitor.c.total * per_visitor.c.total).label("value_sum_squares"),
-        ).group_by(per_visitor.c.goal, per_visitor.c.variant)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query).all()]
+            sa.func.sum(capped.c.total).label("value_sum"),
+            sa.func.sum(capped.c.total * capped.c.total).label("value_sum_squares"),
+            sa.func.sum(capped.c.capped).label("capped_visitors"),
+        ).group_by(capped.c.goal, capped.c.variant)
+        try:
+            with self.engine.connect() as conn:
+                return [dict(row._mapping) for row in conn.execute(query).all()]
+        except sa.exc.DataError as error:
+            raise ValueError(
+                f"value_sum or value_sum_squares of experiment {experiment!r} overflows "
+                f"the database's arithmetic: {error.orig}"
+            ) from error
 
 
 @contextmanager

@@ -1,15 +1,17 @@
-"""HTTP: blueprints, error rendering, CORS and the admin check."""
+"""HTTP: blueprints, error rendering, CORS, security headers and the admin check."""
 
 from __future__ import annotations
 
 from flask import Flask, current_app, request
 
-from abconv.web import api, errors, metrics, pages
+from abconv.web import api, auth, errors, headers, metrics, pages
 
 
 def init_app(app: Flask) -> None:
     metrics.init_app(app)  # first: it hands the services their metrics hook
     errors.init_app(app)
+    headers.init_app(app)
+    auth.init_app(app)
     app.before_request(_ensure_schema)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

@@ -8,7 +8,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from abconv import reports, service
-from abconv.inputs import conversion_input, require_object, require_visitor
+from abconv.inputs import (
+    conversion_input,
+    json_too_deep,
+    require_object,
+    require_shallow,
+    require_visitor,
+)
 from abconv.web.auth import admin_required
 from abconv.web.cors import allow_cross_origin
 
@@ -22,15 +28,22 @@ def services() -> service.Services:
 
 def json_body(required: bool = True) -> dict[str, Any]:
     """The request body as a JSON object, whatever its Content-Type: browsers'
-    ``sendBeacon`` sends JSON as text/plain."""
+    ``sendBeacon`` sends JSON as text/plain.
+
+    Deep nesting is refused here, for every route: the parser gives up with
+    ``RecursionError`` past about a thousand levels, and below that a deep
+    value would reach the checks and their messages.
+    """
     raw = request.get_data(cache=True)
     if not raw and not required:
         return {}
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise json_too_deep() from None
     except (ValueError, UnicodeDecodeError):
         body = None
-    return require_object(body)
+    return require_object(require_shallow(body))
 
 
 @bp.route("/api/assign", methods=["GET", "POST"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -53,8 +53,12 @@ def _wants_json() -> bool:
 
 def _abconv_error(error: AbconvError) -> tuple[Response | str, int]:
     reply, status = error_reply(error.code, error.message, error.status, error.details)
-    if status == 401 and isinstance(reply, Response):
-        reply.headers["WWW-Authenticate"] = 'Basic realm="abconv"'
+    headers = dict(error.headers)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="abconv"'
+    if not isinstance(reply, Response):  # an HTML page
+        reply = make_response(reply)
+    reply.headers.update(headers)
     return reply, status
 
 

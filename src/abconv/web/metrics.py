@@ -35,6 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from abconv.experiments import ExperimentRegistry
 from abconv.logs import endpoint_name, request_seconds
+from abconv.vocabulary import Status
 from abconv.web.auth import admin_required
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -86,17 +87,17 @@ class ExperimentFiles:
         self.experiments = experiments
 
     def collect(self) -> Iterable[Metric]:
-        running = len(self.experiments.running())  # also looks at the folder when due
-        # The registry has no public list of its files' states yet.
-        states = list(self.experiments._files.values())
+        served = self.experiments.all()  # also looks at the folder when due
+        failed = {problem.path for problem in self.experiments.problems()}
         files = GaugeMetricFamily(
             "abconv_experiment_files",
             "Experiment files whose current content is valid (loaded) or not (failed)",
             labels=["state"],
         )
-        files.add_metric(["loaded"], sum(1 for s in states if not s.problems))
-        files.add_metric(["failed"], sum(1 for s in states if s.problems))
+        files.add_metric(["loaded"], sum(1 for e in served.values() if e.path not in failed))
+        files.add_metric(["failed"], len(failed))
         yield files
+        running = sum(1 for e in served.values() if e.status is Status.RUNNING)
         yield GaugeMetricFamily("abconv_experiments_running", "Running experiments", running)
 
 
