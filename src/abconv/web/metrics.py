@@ -113,8 +113,11 @@ def init_app(app: Flask) -> None:
 
 
 def count_error(code: str) -> None:
-    """Count an error reply; ``web/errors.py`` calls it for each one it renders."""
-    _metrics().errors.labels(endpoint_name(), code).inc()
+    """Count an error reply; ``web/errors.py`` calls it for each one it renders.
+    Never fails: an error must be answered even by an app without metrics."""
+    metrics = current_app.extensions.get("metrics")
+    if metrics is not None:
+        metrics.errors.labels(endpoint_name(), code).inc()
 
 
 def _metrics() -> Metrics:
