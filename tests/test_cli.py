@@ -88,6 +88,7 @@ def test_serve_gives_gunicorn_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_
     seen: dict[str, Any] = {}
     monkeypatch.setattr(server, "wait_for_port", lambda host, port: seen.update(port=(host, port)))
     monkeypatch.setattr(server.AbconvGunicorn, "run", lambda self: seen.update(cfg=self.cfg))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # serve sets it; restored afterwards
     env = {"ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
            "ABCONV_INSTANCE_DIR": str(tmp_path / "instance")}  # fmt: skip
     result = CliRunner().invoke(cli, ["serve"], env=env)
@@ -100,6 +101,7 @@ def test_serve_gives_gunicorn_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_
     assert cfg.worker_class is AbconvWorker
     assert (cfg.keepalive, cfg.timeout, cfg.graceful_timeout) == (5, 30, 10)
     assert cfg.post_fork is server.post_fork
+    assert cfg.child_exit.__qualname__.startswith("prometheus_multiprocess")
     assert cfg.control_socket_disable is True
 
 

@@ -56,7 +56,7 @@ def page_urls(app: Flask) -> list[str]:
         rule.build({arg: "hostile" for arg in rule.arguments}, append_unknown=False)[1]
         for rule in app.url_map.iter_rules()
         if "GET" in (rule.methods or set())
-        and not rule.rule.startswith(("/api/", "/healthz", "/static/"))
+        and not rule.rule.startswith(("/api/", "/healthz", "/metrics", "/static/"))
     ]
     return urls + [f"/{payload}" for payload in PAYLOADS] + [f"/?q={PAYLOADS[1]}"]
 

@@ -32,7 +32,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     from flask import Flask
     from sqlalchemy.exc import SQLAlchemyError
 
-    from abconv import web
+    from abconv import logs, web
     from abconv.config import load_config
     from abconv.experiments import ExperimentRegistry
     from abconv.service import Services
@@ -46,6 +46,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    logs.init_app(app)  # before anything logs
     store = Store(settings.database_url)
     try:
         store.upgrade_schema()

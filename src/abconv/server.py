@@ -7,12 +7,15 @@ why each value.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import errno
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -79,7 +82,36 @@ class AbconvGunicorn(BaseApplication):  # type: ignore[misc]
 def run_gunicorn(host: str, port: int, workers: int, threads: int) -> None:
     wait_for_port(host, port)
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    AbconvGunicorn(gunicorn_options(bind, workers, threads)).run()
+    AbconvGunicorn({**gunicorn_options(bind, workers, threads), **prometheus_multiprocess()}).run()
+
+
+def prometheus_multiprocess() -> dict[str, Any]:
+    """gunicorn settings that make ``/metrics`` add up every worker's counts.
+
+    Names a fresh folder in ``PROMETHEUS_MULTIPROC_DIR`` before any worker
+    starts: prometheus_client reads the variable once, when first imported
+    (in a worker: the master never imports it), and each worker then keeps
+    its counts in files there. A worker that exits is marked dead. The
+    folder goes when this process exits, even when gunicorn could not bind
+    (only a SIGKILL leaves it behind, never to be read again: each start has
+    its own); forked workers inherit the exit hook, so it checks who exits.
+    """
+    folder = tempfile.mkdtemp(prefix="abconv-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    master = os.getpid()
+
+    def remove_folder() -> None:
+        if os.getpid() == master:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove_folder)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, folder)  # type: ignore[no-untyped-call]
+
+    return {"child_exit": child_exit}
 
 
 def wait_for_port(host: str, port: int, seconds: float = PORT_WAIT_SECONDS) -> None:

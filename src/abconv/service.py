@@ -7,7 +7,7 @@ Routes and the CLI call these; they take plain values, raise
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,9 @@ class Services:
 
     store: Store
     experiments: ExperimentRegistry
+    # Told how many exposures an assignment stored, for /metrics (the reply
+    # cannot say which enrolments are new).
+    exposures_recorded: Callable[[int], None] = lambda count: None
 
     def experiment(self, key: Any, field: str = "experiment") -> Experiment:
         """The experiment called ``key``; 404 naming ``field`` when there is none."""
@@ -77,7 +80,7 @@ def assign_visitor(
     bot = is_bot(user_agent)
     decisions = {e.key: assign(e, visitor, force=force, bot=bot) for e in experiments}
     try:
-        enrolled = _enrol(services.store, visitor, experiments, decisions)
+        enrolled = _enrol(services, visitor, experiments, decisions)
     except UNAVAILABLE as error:
         logger.warning("assignment without the database, nothing recorded: %s", error)
         return {
@@ -97,12 +100,13 @@ def assign_visitor(
 
 
 def _enrol(
-    store: Store,
+    services: Services,
     visitor: str,
     experiments: Sequence[Experiment],
     decisions: dict[str, Assignment],
 ) -> dict[str, Variant]:
     """Stored or newly recorded variants of the experiments the visitor is in."""
+    store = services.store
     candidates = [
         e.key for e in experiments if decisions[e.key].reason in (Reason.ASSIGNED, Reason.EXCLUDED)
     ]
@@ -116,6 +120,8 @@ def _enrol(
     }
     variant_keys = {key: exposure.variant for key, exposure in stored.items()}
     variant_keys.update(store.record_exposures(visitor, to_record))
+    if to_record:
+        services.exposures_recorded(len(to_record))
     by_key = {e.key: e for e in experiments}
     enrolled = {}
     for key, variant_key in variant_keys.items():

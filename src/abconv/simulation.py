@@ -41,6 +41,7 @@ def simulate_traffic(experiment_key: str, visitors: int, model: TrafficModel) ->
     from abconv import create_app
 
     app = create_app()
+    app.config["ACCESS_LOG"] = False  # a line per synthetic request would drown the summary
     try:
         return _run(app, experiment_key, visitors, model)
     finally:

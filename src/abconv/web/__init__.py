@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from abconv.web import api, auth, errors, headers, pages
+from abconv.web import api, auth, errors, headers, metrics, pages
 
 
 def init_app(app: Flask) -> None:
+    metrics.init_app(app)  # first: it hands the services their metrics hook
     errors.init_app(app)
     headers.init_app(app)
     auth.init_app(app)

@@ -1,8 +1,8 @@
 """The one place where exceptions become replies.
 
-API routes (``/api/...``, ``/healthz``) answer ``{"error": {"code", "message"}}``
-with a 4xx status (503 when the database is unreachable); pages get a short
-HTML page. A traceback is logged, never shown.
+API routes (``/api/...``, ``/healthz``, ``/metrics``) answer
+``{"error": {"code", "message"}}`` with a 4xx status (503 when the database is
+unreachable); pages get a short HTML page. A traceback is logged, never shown.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from abconv.errors import AbconvError
 from abconv.store import UNAVAILABLE
+from abconv.web.metrics import count_error
 
 HTTP_CODES = {
     400: "bad_request",
@@ -38,6 +39,7 @@ def init_app(app: Flask) -> None:
 def error_reply(
     code: str, message: str, status: int, details: list[str] | None = None
 ) -> tuple[Response | str, int]:
+    count_error(code)
     if not _wants_json():
         return render_template("pages/error.html", status=status, message=message), status
     body: dict[str, Any] = {"code": code, "message": message}
@@ -47,7 +49,7 @@ def error_reply(
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz"
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/metrics")
 
 
 def _abconv_error(error: AbconvError) -> tuple[Response | str, int]:

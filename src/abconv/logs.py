@@ -1,0 +1,159 @@
+"""One-line ``key=value`` logs, each carrying the id of the request it belongs to.
+
+Every request gets an id: the caller's ``X-Request-Id`` when it is 1-64
+characters of ``A-Z a-z 0-9 . _ : -`` (a proxy's id, so its lines and ours
+can be matched), else a fresh one. The reply sends it back in
+``X-Request-Id``; every line the ``abconv`` loggers write while the request
+runs carries it as ``request_id``, and one ``abconv.access`` line per
+request gives method, endpoint, path, status and duration. Headers, query
+strings and bodies are never logged, so neither are passwords.
+
+A line looks like::
+
+    time=2026-11-29T21:04:05.123Z level=info logger=abconv.access request_id=4f0c…
+    method=GET endpoint=api.assign path=/api/assign status=200 duration_ms=2.41
+
+(on one line). Values with anything but ``A-Z a-z 0-9 . _ : / @ + -`` are
+quoted with JSON escapes, so a newline in a path or a traceback never
+starts a line of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, current_app, g, has_request_context, request
+from flask.logging import default_handler
+
+LOGGER = "abconv"
+ACCESS_LOGGER = "abconv.access"
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_LOGGED_PATH = 200
+UNMATCHED = "none"
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_BARE_VALUE = re.compile(r"[A-Za-z0-9._:/@+-]+")
+
+
+def init_app(app: Flask) -> None:
+    """Send the app's log lines to stderr in this format and log each request.
+
+    Call it before anything logs through ``app.logger``. ``ACCESS_LOG =
+    False`` in the app's config silences the access lines (the simulator
+    sends thousands of in-process requests).
+    """
+    _install_handler()
+    app.logger.removeHandler(default_handler)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served, or ``None`` outside a request."""
+    return g.get("request_id") if has_request_context() else None
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request's id (``-`` outside one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id() or "-"
+        return True
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``time level logger request_id msg`` and a record's ``fields``, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        pairs: dict[str, Any] = {
+            "time": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", None) or current_request_id() or "-",
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            pairs.update(fields)
+        else:
+            pairs["msg"] = record.getMessage()
+        if record.exc_info:
+            pairs["exc"] = self.formatException(record.exc_info)
+        return " ".join(f"{key}={_value(value)}" for key, value in pairs.items())
+
+
+def _value(value: Any) -> str:
+    text = str(value)
+    return text if _BARE_VALUE.fullmatch(text) else json.dumps(text)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (gunicorn's error log
+    when served, the capture of a test), never to a stream closed since."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _install_handler() -> None:
+    """Configure the ``abconv`` logger once per process, however many apps it builds."""
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.INFO)
+    if any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RequestIdFilter())  # for records of the child loggers
+    logger.addHandler(handler)
+    logger.addFilter(RequestIdFilter())  # for any other handler of its records (tests)
+
+
+def _start_request() -> None:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _finish_request(response: Response) -> Response:
+    request_id = current_request_id()
+    if request_id is None:  # a hook registered before ours failed: still give an id
+        request_id = g.request_id = uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    if current_app.config.get("ACCESS_LOG", True):
+        seconds = request_seconds()
+        fields = {
+            "method": request.method[:16],
+            "endpoint": endpoint_name(),
+            "path": request.path[:MAX_LOGGED_PATH],
+            "status": response.status_code,
+            "duration_ms": "-" if seconds is None else round(seconds * 1000, 2),
+        }
+        logging.getLogger(ACCESS_LOGGER).info(
+            "%s %s %s", fields["method"], fields["path"], fields["status"],
+            extra={"fields": fields, "request_id": request_id},
+        )  # fmt: skip
+    return response
+
+
+def endpoint_name() -> str:
+    """The name of the route serving the request: ``none`` for unknown paths and
+    methods, so that callers cannot invent new values of a log field or label."""
+    return request.endpoint or UNMATCHED
+
+
+def request_seconds() -> float | None:
+    """Seconds since the current request started (``None`` if it was never timed)."""
+    started = g.get("request_started")
+    return None if started is None else time.perf_counter() - started
