@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from abconv.gunicorn_worker import READ_TIMEOUT_SECONDS, REFUSALS
+from abconv.gunicorn_worker import READ_TIMEOUT_SECONDS, REFUSALS, quiet_timeouts
 from abconv.server import wait_for_port
 from tests.test_concurrency import ROOT, free_port
 
@@ -220,3 +221,27 @@ def test_serve_stops_waiting_for_a_port_that_stays_taken() -> None:
         started = time.monotonic()
         wait_for_port("127.0.0.1", holder.getsockname()[1], seconds=0.5)
         assert time.monotonic() - started < 10  # then gunicorn reports the port in use
+
+
+@pytest.mark.parametrize(
+    ("error", "one_line"),
+    [(BlockingIOError(11, "Resource temporarily unavailable"), True), (OSError(5, "EIO"), False)],
+)
+def test_a_stalled_connection_is_logged_in_one_line(error: OSError, one_line: bool) -> None:
+    try:
+        raise error
+    except OSError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "gunicorn.error",
+        logging.ERROR,
+        __file__,
+        1,
+        "Socket error processing request.",
+        (),
+        exc_info,
+    )
+    assert quiet_timeouts(record)  # never dropped
+    assert (record.exc_info is None) is one_line
+    assert ("stalled for 10 s" in record.getMessage()) is one_line
+    assert record.levelname == ("INFO" if one_line else "ERROR")

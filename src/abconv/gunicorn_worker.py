@@ -70,7 +70,7 @@ class AbconvWorker(ThreadWorker):  # type: ignore[misc]
         self.in_threads = 0  # connections handed to the pool and not finished
 
     def init_process(self) -> None:
-        self.log.error_log.addFilter(_quiet_timeouts)
+        self.log.error_log.addFilter(quiet_timeouts)
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
@@ -142,7 +142,7 @@ def _message(code: str, exc: Exception, cfg: Any) -> str:
     return f"not a valid HTTP request: {detail[:200]}{'...' if len(detail) > 200 else ''}"
 
 
-def _quiet_timeouts(record: logging.LogRecord) -> bool:
+def quiet_timeouts(record: logging.LogRecord) -> bool:
     """gunicorn logs a traceback when a stalled client trips the socket
     timeouts outside the app (reading headers, writing); one line says it all."""
     error = record.exc_info[1] if record.exc_info else None
