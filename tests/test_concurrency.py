@@ -52,7 +52,8 @@ def start_gunicorn(
     port: int | None = None,
     workers: int = 4,
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """A healthy gunicorn (``wsgi:app``) and its master; its log goes to ``log``.
+    """A healthy gunicorn (``wsgi:app``) with the worker class and threads of
+    ``abconv serve``, and its master; its log goes to ``log``.
 
     It runs in a session and process group of its own, whose id is the
     master's pid, so ``os.killpg`` reaches master and workers at once, as a
@@ -65,7 +66,8 @@ def start_gunicorn(
     with log.open("ab") as stream:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
-             "wsgi:app"],
+             "-k", "abconv.gunicorn_worker.AbconvWorker", "--threads", "8",
+             "--no-control-socket", "wsgi:app"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stream, start_new_session=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
