@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -103,3 +105,14 @@ def healthz() -> tuple[Response, int]:
         current_app.logger.warning("health check: database unreachable: %s", error)
         return jsonify(status="unavailable", database="unreachable"), 503
     return jsonify(status="ok", database="ok", experiments=len(services().experiments.all())), 200
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of every JSON route, kept beside the routes it describes."""
+    return Response(_openapi_document(), mimetype="application/json")
+
+
+@cache
+def _openapi_document() -> bytes:
+    return files("abconv.web").joinpath("openapi.json").read_bytes()
