@@ -65,6 +65,7 @@ UNKNOWN_API = (
 )  # fmt: skip
 DEEP = (64, 300, 1000, 10_000, 100_000)
 OVERSIZED = b'{"visitor": "' + b"a" * (1 << 20) + b'"}'
+CONVERSION_PREFIX = b'{"visitor": "alice", "goal": "purchase", "value": '
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,11 @@ EXPOSURE = st.fixed_dictionaries(
     optional={"variant": VARIANT, "time": CLEAN_TIME},
 )
 BATCH = st.fixed_dictionaries(
-    {"events": st.lists(EXPOSURE | EXPOSURE | CONVERSION.map(lambda c: {"type": "conversion", **c}),
-                        max_size=12)}  # fmt: skip
+    {
+        "events": st.lists(
+            EXPOSURE | EXPOSURE | CONVERSION.map(lambda c: {"type": "conversion", **c}), max_size=12
+        )
+    }
 )
 ASSIGN = st.fixed_dictionaries(
     {"visitor": VISITOR},
@@ -108,19 +112,29 @@ ASSIGN = st.fixed_dictionaries(
 BODIES = {"/api/convert": CONVERSION, "/api/events": BATCH, "/api/assign": ASSIGN}
 
 JSON_ANY: st.SearchStrategy[Any] = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-              st.sampled_from(HOSTILE)),  # fmt: skip
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=20),
+        st.sampled_from(HOSTILE),
+    ),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=8,
 )
 ANY_HOSTILE = st.sampled_from(HOSTILE) | st.sampled_from(HOSTILE) | st.text(max_size=30) | JSON_ANY
 VALUE_ATTACKS = (10**400, 1.1e50, 1e308, float("nan"), float("inf"), -1, 1e9 + 1, 2**63, -0.0, True)
 HOSTILE_FOR = {
-    "value": st.sampled_from(VALUE_ATTACKS) | st.sampled_from(VALUE_ATTACKS) | st.floats()
+    "value": st.sampled_from(VALUE_ATTACKS)
+    | st.sampled_from(VALUE_ATTACKS)
+    | st.floats()
     | st.sampled_from(HOSTILE),
     "time": st.sampled_from(HOSTILE_TIMES) | st.sampled_from(HOSTILE),
-    "events": st.lists(JSON_ANY, max_size=4) | JSON_ANY
+    "events": st.lists(JSON_ANY, max_size=4)
+    | JSON_ANY
     | st.just([{"type": "exposure", "visitor": "v", "experiment": "shop-cta"}] * 1001),
 }
 FIELDS = ("visitor", "goal", "value", "event_id", "experiment", "time", "variant", "type", "force",
@@ -171,7 +185,7 @@ def _mutated(draw: st.DrawFn, body: bytes) -> bytes:
     if how < 0:
         return body
     if how == 0:
-        return b'{"visitor": "alice", "goal": "purchase", "value": ' + b"[" * depth + b"]" * depth + b"}"
+        return CONVERSION_PREFIX + b"[" * depth + b"]" * depth + b"}"
     if how == 1:
         return b'{"a": ' * depth + b"1" + b"}" * depth
     if how == 2:
@@ -189,9 +203,9 @@ def _as_query(fields: dict[str, Any]) -> str:
 
 
 RAW_QUERY = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789=&%+;._-[]", max_size=80)
-HOSTILE_KEY = st.one_of(
-    EXPERIMENT, st.sampled_from(HOSTILE).map(str), st.text(max_size=80)
-).map(lambda key: quote(key, safe="", errors="surrogatepass") or "x")
+HOSTILE_KEY = st.one_of(EXPERIMENT, st.sampled_from(HOSTILE).map(str), st.text(max_size=80)).map(
+    lambda key: quote(key, safe="", errors="surrogatepass") or "x"
+)
 
 
 ROUTES: tuple[tuple[str, str, bool], ...] = (

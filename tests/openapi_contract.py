@@ -99,11 +99,12 @@ def _check_documented(
         raise ContractViolation(f"{where}: status not in the document; body {_shown(response)}")
     if "$ref" in described:
         pointer = described["$ref"]
-        described = _resolve(pointer)
+        described = resolve(described)
     content = described.get("content", {})
     if response.mimetype not in content:
         raise ContractViolation(
-            f"{where}: {response.mimetype!r} is not among {sorted(content)}; body {_shown(response)}"
+            f"{where}: {response.mimetype!r} is not among {sorted(content)}; "
+            f"body {_shown(response)}"
         )
     if response.mimetype == "application/json":
         media = f"{pointer}/content/{_escape(response.mimetype)}/schema"
@@ -134,11 +135,14 @@ def _validate(where: str, pointer: str, response: TestResponse) -> None:
         )
 
 
-def _resolve(pointer: str) -> dict[str, Any]:
-    node: Any = document()
-    for token in pointer.removeprefix("#/").split("/"):
-        node = node[token.replace("~1", "/").replace("~0", "~")]
-    return node  # type: ignore[no-any-return]
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """``node``, or what its ``$ref`` (and theirs) point to inside the document."""
+    while "$ref" in node:
+        target: Any = document()
+        for token in node["$ref"].removeprefix("#/").split("/"):
+            target = target[token.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
 
 
 def _shown(response: TestResponse) -> str:

@@ -75,14 +75,21 @@ class Tally:
 
 def send(client: FlaskClient, url_map: Any, request: FuzzRequest, tally: Tally) -> None:
     started = time.perf_counter()
-    reply = client.open(
-        request.path,
-        method=request.method,
-        query_string=request.query or None,
-        headers=request.headers,
-        data=request.body,
-        environ_base={"REMOTE_ADDR": request.remote_addr},
-    )
+    try:
+        reply = client.open(
+            request.path,
+            method=request.method,
+            query_string=request.query or None,
+            headers=request.headers,
+            data=request.body,
+            environ_base={"REMOTE_ADDR": request.remote_addr},
+        )
+    except Exception as error:  # an exception that escaped the app's error handlers
+        tally.requests += 1
+        tally.problem(
+            f"raised {type(error).__name__}: {request.method} {request.path[:60]}", str(request)
+        )
+        return
     elapsed = time.perf_counter() - started
     tally.requests += 1
     tally.statuses[reply.status_code] += 1
@@ -99,7 +106,9 @@ def send(client: FlaskClient, url_map: Any, request: FuzzRequest, tally: Tally) 
     try:
         check_reply(url_map, reply)
     except ContractViolation as violation:
-        tally.problem(f"breaks the OpenAPI document: {where}", f"{violation}"[:300] + f" <- {request}")
+        tally.problem(
+            f"breaks the OpenAPI document: {where}", f"{violation}"[:300] + f" <- {request}"
+        )
 
 
 def _error_code(reply: Any) -> str:
@@ -146,14 +155,12 @@ def test_fuzzed_requests_get_4xx_json_errors_and_leave_only_valid_rows(
 
     started = time.perf_counter()
     hostile()
-    print(f"\nhostile: {tally.requests} in {time.perf_counter() - started:.1f} s")
     _schemathesis_cases(fuzz_app, client, SCHEMATHESIS_CASES[name], tally)
-    print(f"schemathesis: {tally.requests} in {time.perf_counter() - started:.1f} s")
     rows = _check_stored_rows(fuzz_app, tally)
-    print("\n" + tally.report(name) + f"\n  stored {rows}")
-    assert tally.requests >= {"sqlite": 10_000, "postgresql": 2_000}[name]
-    assert rows["exposure"] > 100 and rows["conversion"] > 10, "the fuzz stored too little"
+    print(f"\n{tally.report(name)}\n  in {time.perf_counter() - started:.0f} s; stored {rows}")
     assert tally.server_errors == 0 and not tally.problems, tally.report(name)
+    assert tally.requests >= {"sqlite": 10_000, "postgresql": 2_000}[name]
+    assert rows["exposure"] >= 50 and rows["conversion"] >= 20, "the fuzz stored too little"
 
 
 def _schemathesis_cases(app: Flask, client: FlaskClient, count: int, tally: Tally) -> None:
