@@ -24,10 +24,11 @@ LOCAL = "127.0.0.1"
 ATTACKER = "203.0.113.66"
 """Wrong passwords come from here, so a lock-out never spares nor blocks the rest."""
 
-EXPERIMENTS = ("shop-cta", "pricing-page", "signup-redirect", "old-banner", "paused-hero")
+EXPERIMENTS = ("shop-cta", "pricing-page", "signup-redirect", "old-banner", "paused-hero",
+               "draft-footer")  # fmt: skip
 VARIANTS = ("trial", "guide", "three-plans", "one-plan", "short-form", "guided-tour", "video",
-            "red", "blue", "calm", "bold")  # fmt: skip
-GOALS = ("purchase", "newsletter", "plan-compare", "deal", "signup")
+            "red", "blue", "calm", "bold", "plain", "bright")  # fmt: skip
+GOALS = ("purchase", "newsletter", "plan-compare", "deal", "signup", "contact")
 VISITORS = tuple(f"visitor-{i}" for i in range(60)) + ("alice", "bob", "A.b:c_d-1")
 EVENT_IDS = tuple(f"order-{i}" for i in range(40))
 NOW = datetime.now(UTC).replace(microsecond=0)
