@@ -112,7 +112,11 @@ ASSIGN = st.fixed_dictionaries(
     {"visitor": VISITOR},
     optional={"experiment": EXPERIMENT, "user_agent": st.sampled_from(USER_AGENTS[:3])},
 )
-BODIES = {"/api/convert": CONVERSION, "/api/events": BATCH, "/api/assign": ASSIGN}
+BODIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "/api/convert": CONVERSION,
+    "/api/events": BATCH,
+    "/api/assign": ASSIGN,
+}
 
 JSON_ANY: st.SearchStrategy[Any] = st.recursive(
     st.one_of(

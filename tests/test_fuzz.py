@@ -102,7 +102,7 @@ def send(client: FlaskClient, url_map: Any, request: FuzzRequest, tally: Tally) 
         tally.server_errors += 1
         tally.problem(f"5xx: {where}", str(request))
     if reply.status_code >= 500:
-        return  # counted above; the document lists no 5xx but 503 anyway
+        return  # counted above: a 5xx is a problem whatever the document says
     try:
         check_reply(url_map, reply)
     except ContractViolation as violation:
@@ -234,7 +234,7 @@ def _check_stored_rows(app: Flask, tally: Tally) -> dict[str, int]:
 def _conversion_problem(experiments: dict[str, Any], seen: dict[Any, str], row: Any) -> str:
     experiment = experiments.get(row["experiment"])
     goal = experiment.goal(row["goal"]) if experiment else None
-    if goal is None or experiment.variant(row["variant"]) is None:
+    if experiment is None or goal is None or experiment.variant(row["variant"]) is None:
         return "experiment, variant or goal outside the files"
     if row["kind"] not in ("hard", "soft") or row["kind"] != str(goal.kind):
         return f"kind {row['kind']!r} is not the goal's"
