@@ -9,6 +9,7 @@ check can fail.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,35 @@ def test_a_degraded_assignment_enrols_no_one() -> None:
     enrolled = {**one, "enrolled": True}
     assert schema.is_valid({"visitor": "a", "assignments": [enrolled]})
     assert not schema.is_valid({"visitor": "a", "assignments": [enrolled], "degraded": "no db"})
+
+
+def _document_codes() -> dict[str, set[str]]:
+    """Error codes per status, from the enums and consts of the error schemas."""
+    codes: dict[str, set[str]] = {}
+    for _, _, operation in operations():
+        for status, reply in operation["responses"].items():
+            schema = resolve(reply).get("content", {}).get("application/json", {}).get("schema")
+            for part in resolve(schema or {}).get("allOf", []):
+                code = part.get("properties", {}).get("error", {}).get("properties", {})
+                allowed = code.get("code", {})
+                codes.setdefault(status, set()).update(allowed.get("enum", []))
+                if "const" in allowed:
+                    codes[status].add(allowed["const"])
+    return codes
+
+
+def test_every_error_code_of_the_readme_is_in_the_document() -> None:
+    """A code added to the README's table (tests/test_docs.py wants each there) must
+    reach the document too, with the same status."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Error codes", 1)[1].split("\n## ", 1)[0]
+    table = re.findall(r"^\| `([a-z_]+)` \| (\d{3}|4xx) \|", section, flags=re.MULTILINE)
+    assert len(table) > 15
+    documented = _document_codes()
+    not_of_a_route = {"http_error", "internal_error", "not_found", "method_not_allowed"}
+    missing = [
+        (code, status)
+        for code, status in table
+        if code not in not_of_a_route and code not in documented.get(status, set())
+    ]
+    assert missing == []
