@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 
 from abconv import create_app
 from abconv.store import normalise_url
+from tests.openapi_contract import ContractClient
 
 POSTGRES_ENV = "ABCONV_TEST_DATABASE_URL"
 POSTGRES_URL = os.environ.get(POSTGRES_ENV)
@@ -86,6 +87,12 @@ def _no_abconv_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         if name.startswith("ABCONV_") and name != POSTGRES_ENV:
             monkeypatch.delenv(name)
     monkeypatch.setenv("ABCONV_INSTANCE_DIR", str(tmp_path / "instance"))
+
+
+@pytest.fixture(autouse=True)
+def _replies_keep_the_openapi_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app a test builds checks each reply against ``web/openapi.json``."""
+    monkeypatch.setattr(Flask, "test_client_class", ContractClient)
 
 
 @pytest.fixture

@@ -62,11 +62,12 @@ def test_every_line_written_during_a_request_carries_its_id(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="abconv")
-    # The first request reads the experiments folder, which logs the file it loads.
-    request_id = client.get("/api/assign?visitor=alice").headers["X-Request-Id"]
+    # A wrong password is logged by the view's code, besides the access line.
+    wrong = {"Authorization": "Bearer wrong"}
+    request_id = client.get("/api/experiments", headers=wrong).headers["X-Request-Id"]
     lines = [line for line in written(caplog) if " logger=abconv" in line]
-    assert any('msg="experiment shop loaded from' in line for line in lines), lines
-    assert all(f"request_id={request_id} " in line for line in lines), lines
+    assert any("admin: wrong password from" in line for line in lines), lines
+    assert len(lines) >= 2 and all(f"request_id={request_id} " in line for line in lines), lines
 
 
 def test_lines_outside_requests_have_no_id(caplog: pytest.LogCaptureFixture) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -112,3 +114,14 @@ def results_csv(key: str) -> Response:
 def healthz() -> tuple[Response, int]:
     ok, reply = service.health(services())
     return jsonify(reply), 200 if ok else 503
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of every JSON route, kept beside the routes it describes."""
+    return Response(_openapi_document(), mimetype="application/json")
+
+
+@cache
+def _openapi_document() -> bytes:
+    return files("abconv.web").joinpath("openapi.json").read_bytes()
