@@ -56,6 +56,7 @@ def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path, experiments_di
     ("method", "path", "status", "code"),
     [
         ("get", "/api/nothing-here", 404, "not_found"),
+        ("get", "/api", 404, "not_found"),
         ("delete", "/api/assign", 405, "method_not_allowed"),
         ("get", "/api/convert", 405, "method_not_allowed"),
     ],

@@ -49,7 +49,8 @@ def error_reply(
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz", "/metrics")
+    path = request.path
+    return path == "/api" or path.startswith("/api/") or path in ("/healthz", "/metrics")
 
 
 def _abconv_error(error: AbconvError) -> tuple[Response | str, int]:
