@@ -14,8 +14,8 @@ from abconv.vocabulary import Method
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    """``max_expected_loss`` is in conversion-rate units (absolute), ``mde`` is
-    relative, ``min_visitors`` is per variant."""
+    """``max_expected_loss`` is in conversion-rate units (absolute), ``mde`` and
+    ``guardrail_margin`` are relative, ``min_visitors`` is per variant."""
 
     method: Method = Method.BAYESIAN
     alpha: float = 0.05
@@ -24,6 +24,7 @@ class AnalysisSettings:
     min_visitors: int = 100
     mde: float = 0.10
     power: float = 0.8
+    guardrail_margin: float = 0.13
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "method": str(self.method)}

@@ -69,6 +69,7 @@ def analysis_input(
                 "kind": str(goal.kind),
                 "primary": goal.primary,
                 "value": goal.value,
+                **({} if goal.guard else {"guard": False}),
                 "counts": {
                     v.key: _counts(by_goal_variant.get((goal.key, v.key)), goal.value)
                     for v in experiment.variants

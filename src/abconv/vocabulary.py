@@ -40,6 +40,13 @@ class DecisionStatus(StrEnum):
     INVALID = "invalid"
 
 
+class GuardrailStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    WAITING = "waiting"
+    NOT_REQUIRED = "not_required"
+
+
 def allowed(vocabulary: type[StrEnum]) -> str:
     """The allowed values as a phrase for error messages: ``"a", "b" or "c"``."""
     values = [f'"{member.value}"' for member in vocabulary]

@@ -57,7 +57,9 @@ class Goal:
     ``max_value`` bounds one event's value (larger ones are refused at the
     door); ``cap`` bounds a visitor's total value on the goal in the results
     (larger totals count as ``cap``). Both are ``None`` when not set, and set
-    only on goals with ``value``.
+    only on goals with ``value``. ``guard`` (hard goals only; soft goals keep
+    ``True`` and never guard): whether a winner on a soft primary goal must
+    first show it is not worse on this goal (README, "Decision rules").
     """
 
     key: str
@@ -66,6 +68,7 @@ class Goal:
     primary: bool
     max_value: float | None = None
     cap: float | None = None
+    guard: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": str(self.kind)}

@@ -34,7 +34,7 @@ TOP_LEVEL_FIELDS = (
     "control", "winner", "variants", "goals", "analysis",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
-GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap")
+GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap", "guard")
 # The variant field each kind needs, and the fields it may have at all.
 KIND_FIELD = {
     ExperimentKind.CTA: "content",
@@ -200,9 +200,19 @@ class Checker(FieldChecker):
             value = self.flag(table, "value", False)
             max_value = self.value_limit(table, "max_value", value)
             cap = self.value_limit(table, "cap", value)
-            if key is not None and kind is not None and value is not None:
-                goals.append(Goal(key, kind, value, index in primaries, max_value, cap))
+            guard = self.guard(table, kind)
+            if key is not None and kind is not None and value is not None and guard is not None:
+                goals.append(Goal(key, kind, value, index in primaries, max_value, cap, guard))
         return goals
+
+    def guard(self, table: Table, kind: GoalKind | None) -> bool | None:
+        """``guard``: optional, on hard goals only; ``false`` lets a soft winner ship
+        without this goal's non-inferiority (for goals too rare to prove it)."""
+        guard = self.flag(table, "guard", True)
+        if "guard" in table.data and kind is GoalKind.SOFT:
+            self.problem(table.at("guard"), f"{table.label}guard is only for hard goals")
+            return None
+        return guard
 
     def value_limit(self, table: Table, field: str, value: bool | None) -> float | None:
         """``max_value`` or ``cap``: optional, a finite number > 0, on value goals only."""
@@ -309,6 +319,7 @@ class Checker(FieldChecker):
             table, "chance_to_win", lambda x: 0.5 <= x < 1, ">= 0.5 and < 1"
         )
         max_expected_loss = self.setting(table, "max_expected_loss", lambda x: x >= 0, ">= 0")
+        margin = self.setting(table, "guardrail_margin", lambda x: 0 < x < 1, "> 0 and < 1")
         mde = self.setting(table, "mde", lambda x: x > 0, "> 0")
         power = self.setting(table, "power", lambda x: 0 < x < 1, "> 0 and < 1")
         min_visitors = self.integer(table, "min_visitors", ANALYSIS_DEFAULTS["min_visitors"])
@@ -320,11 +331,11 @@ class Checker(FieldChecker):
             min_visitors = None
         if (
             method is None or alpha is None or chance_to_win is None or max_expected_loss is None
-            or mde is None or power is None or min_visitors is None
+            or mde is None or power is None or min_visitors is None or margin is None
         ):  # fmt: skip
             return None
         return AnalysisSettings(
-            method, alpha, chance_to_win, max_expected_loss, min_visitors, mde, power
+            method, alpha, chance_to_win, max_expected_loss, min_visitors, mde, power, margin
         )
 
     def setting(

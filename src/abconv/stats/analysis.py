@@ -132,7 +132,7 @@ def _goal_result(parsed: AnalysisInput, goal: GoalInput) -> GoalResult:
         )
         for i, variant in enumerate(parsed.variants)
     )
-    return GoalResult(goal.key, goal.kind, goal.primary, variants)
+    return GoalResult(goal.key, goal.kind, goal.primary, variants, goal.guard)
 
 
 def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None:

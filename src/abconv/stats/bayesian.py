@@ -120,6 +120,35 @@ def compare_beta_posteriors(posteriors: Sequence[BetaPosterior], control: int) -
     )
 
 
+def chance_of_ratio_above(treatment: BetaPosterior, control: BetaPosterior, ratio: float) -> float:
+    """``P(p_t > ratio * p_c)``: the chance the treatment keeps at least ``ratio`` of the rate.
+
+    With ``ratio = 1 - margin`` it is the chance that the relative lift is
+    above ``-margin``: the Bayesian non-inferiority figure the hard-goal
+    guardrail reads.  ``∫ f_c(s) (1 - F_t(ratio s)) ds`` by quadrature on the
+    control's grid (see the module docstring), divided by the integrated
+    density.  ``ratio`` must be in (0, 1].
+
+    References
+    ----------
+    Gelman et al. (2013), section 2.4; Kruschke, J. K. (2018). Rejecting or
+    accepting parameter values in Bayesian estimation. Advances in Methods
+    and Practices in Psychological Science 1(2) (a region of practical
+    equivalence read from the posterior).
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    grid = _shared_grid([control])
+    density = np.exp(
+        special.xlogy(control.a - 1.0, grid)
+        + special.xlog1py(control.b - 1.0, -grid)
+        - special.betaln(control.a, control.b)
+    )
+    above = special.betaincc(treatment.a, treatment.b, ratio * grid)
+    mass = float(np.trapezoid(density, grid))
+    return _probability(float(np.trapezoid(density * above, grid)) / mass)
+
+
 def normal_chance_to_beat(diff: float, std_error: float) -> float | None:
     """``P(mu_t > mu_c)`` under a flat prior and normal likelihood: ``Φ(d / se)``.
 

@@ -44,9 +44,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abconv.analysis_settings import AnalysisSettings
+from abconv.stats.guardrails import blocking_reason, guardrails, likely_worse
 from abconv.stats.planning import Plan
 from abconv.stats.results import Comparison, Decision, GoalResult, Srm, VariantResult
+from abconv.stats.wording import lift, loss, p_value, percent
 from abconv.vocabulary import DecisionStatus, GoalKind, Method
+
+BAYESIAN_PLAN_SHARE = 0.5
+"""Share of the planned sample size every variant needs before a Bayesian verdict.
+
+Chance to beat the control >= 0.95 is a one-sided 5 % test; read every day
+from the first it names a winner in an A/A test about half the time.  From
+half the plan on, the daily reads do so in 7 % of A/A experiments while a
+true +10 % on a 3 % rate is still found by day 30 in 57 % (simulation,
+``tests/decision_simulation.py``; the limit of any level-5 % test there is
+0.56 to 0.6).
+"""
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ def decide(
         return Decision(
             DecisionStatus.INVALID,
             None,
-            f"Sample ratio mismatch (p {_p(srm.p_value)}): visitors are not split as the "
+            f"Sample ratio mismatch (p {p_value(srm.p_value)}): visitors are not split as the "
             "weights say, so these results cannot be trusted. Check the assignment and "
             "bot filtering.",
         )
@@ -81,18 +94,35 @@ def decide(
             f"{settings.min_visitors:,} before a verdict."
         )
     if settings.method is Method.BAYESIAN:
-        verdict = _bayesian(settings, primary)
+        verdict = _bayesian_minimum(primary, plan) or _bayesian(settings, primary)
     else:
         verdict = _frequentist(settings, primary, plan)
     if isinstance(verdict, Decision):
         return verdict
-    return _guarded(settings, goals, primary, verdict)
+    return _guarded(settings, goals, primary, verdict, plan)
+
+
+def _bayesian_minimum(primary: GoalResult, plan: Plan) -> Decision | None:
+    """``keep_running`` before every variant has half the planned sample (see the constant)."""
+    if plan.progress is None:
+        return _keep_running(
+            f"Keep running: '{primary.control.key}' has no conversions on {primary.key} yet, "
+            "so the sample size cannot be planned."
+        )
+    if plan.progress < BAYESIAN_PLAN_SHARE:
+        needed = plan.visitors_needed_per_variant or 0
+        return _keep_running(
+            f"Keep running: {percent(plan.progress)} of the planned {needed:,} visitors per "
+            f"variant; a Bayesian verdict waits for {percent(BAYESIAN_PLAN_SHARE)} of them, "
+            "since reading it every day from the start finds differences that are not there."
+        )
+    return None
 
 
 def _bayesian(settings: AnalysisSettings, primary: GoalResult) -> Win | Decision:
     ranked = sorted(primary.variants, key=lambda v: v.prob_best, reverse=True)
     for candidate in ranked:
-        if candidate.expected_loss <= settings.max_expected_loss:
+        if candidate.expected_loss <= settings.max_expected_loss and _clear(primary, candidate):
             evidence = _bayesian_evidence(settings, primary, candidate)
             if evidence is not None:
                 return Win(candidate, evidence)
@@ -102,14 +132,14 @@ def _bayesian(settings: AnalysisSettings, primary: GoalResult) -> Win | Decision
             DecisionStatus.NO_DIFFERENCE,
             None,
             f"No meaningful difference on {primary.key}: whichever variant you keep, the "
-            f"expected loss is at most {_loss(settings.max_expected_loss)}. Keep '{control.key}'.",
+            f"expected loss is at most {loss(settings.max_expected_loss)}. Keep '{control.key}'.",
         )
     best = ranked[0]
     return _keep_running(
         f"Keep running: '{best.key}' leads on {primary.key} with "
-        f"{_percent(best.prob_best)} chance to be best (needs {_percent(settings.chance_to_win)}) "
-        f"and expected loss {_loss(best.expected_loss)} "
-        f"(needs at most {_loss(settings.max_expected_loss)})."
+        f"{percent(best.prob_best)} chance to be best (needs {percent(settings.chance_to_win)}) "
+        f"and expected loss {loss(best.expected_loss)} "
+        f"(needs at most {loss(settings.max_expected_loss)})."
     )
 
 
@@ -123,22 +153,22 @@ def _bayesian_evidence(
     better are better by less than ``max_expected_loss`` (two equally good
     treatments must not keep the experiment running for ever).
     """
-    loss = f"; expected loss {_loss(variant.expected_loss)}."
+    tail = f"; expected loss {loss(variant.expected_loss)}."
     arms = len(primary.variants)
     if variant.prob_best >= settings.chance_to_win:
         if arms == 2:
             other = primary.treatments[0] if variant.control else primary.control
             return (
-                f"{_percent(variant.prob_best)} chance to beat '{other.key}' on {primary.key}{loss}"
+                f"{percent(variant.prob_best)} chance to beat '{other.key}' on {primary.key}{tail}"
             )
         return (
-            f"{_percent(variant.prob_best)} chance to be the best of {arms} on {primary.key}{loss}"
+            f"{percent(variant.prob_best)} chance to be the best of {arms} on {primary.key}{tail}"
         )
     chance = None if variant.vs_control is None else variant.vs_control.chance_to_beat_control
     if chance is not None and chance >= settings.chance_to_win:
         return (
-            f"{_percent(chance)} chance to beat '{primary.control.key}' on {primary.key}, "
-            f"and no other variant is clearly better{loss}"
+            f"{percent(chance)} chance to beat '{primary.control.key}' on {primary.key}, "
+            f"and no other variant is clearly better{tail}"
         )
     return None
 
@@ -153,27 +183,35 @@ def _frequentist(settings: AnalysisSettings, primary: GoalResult, plan: Plan) ->
         )
     if fixed_n and plan.progress is not None and plan.progress < 1.0:
         return _keep_running(
-            f"Keep running: {_percent(plan.progress)} of the planned "
+            f"Keep running: {percent(plan.progress)} of the planned "
             f"{plan.visitors_needed_per_variant:,} visitors per variant; the test is only "
             "valid once they are reached."
         )
     alpha = settings.alpha
     compared = [(v, v.vs_control) for v in primary.treatments if v.vs_control is not None]
-    better = [(v, c) for v, c in compared if _significant(c, alpha) and (c.abs_diff or 0.0) > 0.0]
+    better = [
+        (v, c)
+        for v, c in compared
+        if _significant(c, alpha) and (c.abs_diff or 0.0) > 0.0 and _excludes_zero(c, 1.0)
+    ]
     if better:
         winner, comparison = max(better, key=lambda pair: pair[1].abs_diff or 0.0)
         return Win(
             winner,
-            f"{_lift(comparison)} vs '{control.key}' on {primary.key} "
-            f"(adjusted p {_p(comparison.p_value_adjusted)}).",
+            f"{lift(comparison)} vs '{control.key}' on {primary.key} "
+            f"(adjusted p {p_value(comparison.p_value_adjusted)}).",
         )
-    worse = [c for _, c in compared if _significant(c, alpha) and (c.abs_diff or 0.0) < 0.0]
+    worse = [
+        c
+        for _, c in compared
+        if _significant(c, alpha) and (c.abs_diff or 0.0) < 0.0 and _excludes_zero(c, -1.0)
+    ]
     if compared and len(worse) == len(compared):
         weakest = max(c.p_value_adjusted or 0.0 for c in worse)
         return Win(
             control,
             f"every other variant converts worse on {primary.key} "
-            f"(largest adjusted p {_p(weakest)}).",
+            f"(largest adjusted p {p_value(weakest)}).",
         )
     smallest = min(
         (c.p_value_adjusted for _, c in compared if c.p_value_adjusted is not None), default=None
@@ -183,84 +221,97 @@ def _frequentist(settings: AnalysisSettings, primary: GoalResult, plan: Plan) ->
             DecisionStatus.NO_DIFFERENCE,
             None,
             f"No significant difference on {primary.key} at the planned sample size "
-            f"(smallest adjusted p {_p(smallest)}). Keep '{control.key}'.",
+            f"(smallest adjusted p {p_value(smallest)}). Keep '{control.key}'.",
         )
     if compared and all(_within_mde(c, settings.mde) for _, c in compared):
         return Decision(
             DecisionStatus.NO_DIFFERENCE,
             None,
             f"No difference on {primary.key}: every variant is within "
-            f"±{_percent(settings.mde)} of '{control.key}'. Keep '{control.key}'.",
+            f"±{percent(settings.mde)} of '{control.key}'. Keep '{control.key}'.",
         )
     return _keep_running(
         f"Keep running: no significant difference on {primary.key} yet "
-        f"(smallest adjusted p {_p(smallest)})."
+        f"(smallest adjusted p {p_value(smallest)})."
     )
 
 
 def _guarded(
-    settings: AnalysisSettings, goals: Sequence[GoalResult], primary: GoalResult, win: Win
+    settings: AnalysisSettings,
+    goals: Sequence[GoalResult],
+    primary: GoalResult,
+    win: Win,
+    plan: Plan,
 ) -> Decision:
     winner = win.variant
+    if winner.control:
+        harm = _control_harm(settings, goals)
+        if harm is not None:
+            return _keep_running(
+                f"'{winner.key}' wins {primary.key} but {harm}: weigh both before deciding."
+            )
+        return Decision(DecisionStatus.WINNER, winner.key, f"Keep '{winner.key}': {win.evidence}")
+    checks = guardrails(settings, goals, primary, winner.key, plan)
+    worse_primary = _primary_harm(settings, primary, winner)
+    blocked = blocking_reason(settings, primary, winner.key, checks, plan)
+    if worse_primary is not None:
+        blocked = (
+            f"'{winner.key}' wins {primary.key} but {worse_primary} on {primary.key}: "
+            f"keep '{primary.control.key}'."
+        )
+    if blocked is not None:
+        return Decision(DecisionStatus.KEEP_RUNNING, None, blocked, checks)
+    return Decision(
+        DecisionStatus.WINNER, winner.key, f"Ship '{winner.key}': {win.evidence}", checks
+    )
+
+
+def _primary_harm(
+    settings: AnalysisSettings, primary: GoalResult, winner: VariantResult
+) -> str | None:
+    """A primary value goal whose rate won but whose value per visitor is likely lower."""
+    if primary.kind is not GoalKind.HARD or winner.vs_control is None:
+        return None
+    value = winner.vs_control.value
+    if value is None or likely_worse(settings, winner.vs_control, 1.0) != "value":
+        return None
+    return "probably earns less per visitor"
+
+
+def _control_harm(settings: AnalysisSettings, goals: Sequence[GoalResult]) -> str | None:
+    """How some treatment is likely better than the control on a hard goal, or ``None``."""
     for goal in goals:
         if goal.kind is not GoalKind.HARD:
             continue
-        harm = _harm(settings, goal, winner.key)
-        if harm is not None:
-            advice = (
-                "weigh both before deciding" if winner.control else f"keep '{primary.control.key}'"
-            )
-            return _keep_running(
-                f"'{winner.key}' wins {primary.key} but {harm} on {goal.key} (hard goal): {advice}."
-            )
-    verb = "Keep" if winner.control else "Ship"
-    return Decision(DecisionStatus.WINNER, winner.key, f"{verb} '{winner.key}': {win.evidence}")
-
-
-def _harm(settings: AnalysisSettings, goal: GoalResult, winner_key: str) -> str | None:
-    """How the winner is likely worse on ``goal``, in words, or ``None``."""
-    winner = next(v for v in goal.variants if v.key == winner_key)
-    if winner.vs_control is not None:
-        aspect = _likely_worse(settings, winner.vs_control, sign=1.0)
-        if aspect is None:
-            return None
-        return "is probably worse" if aspect == "rate" else "probably earns less per visitor"
-    for treatment in goal.treatments:
-        if treatment.vs_control is not None:
-            aspect = _likely_worse(settings, treatment.vs_control, sign=-1.0)
+        for treatment in goal.treatments:
+            if treatment.vs_control is None:
+                continue
+            aspect = likely_worse(settings, treatment.vs_control, sign=-1.0)
             if aspect == "rate":
-                return f"'{treatment.key}' is probably better"
+                return f"'{treatment.key}' is probably better on {goal.key} (hard goal)"
             if aspect == "value":
-                return f"'{treatment.key}' probably earns more per visitor"
+                return (
+                    f"'{treatment.key}' probably earns more per visitor on {goal.key} (hard goal)"
+                )
     return None
 
 
-def _likely_worse(settings: AnalysisSettings, comparison: Comparison, sign: float) -> str | None:
-    """``"rate"``, ``"value"`` (per visitor) or ``None``; ``sign=-1`` judges the control."""
-    if _worse(
-        settings, comparison.chance_to_beat_control, comparison.p_value, comparison.abs_diff, sign
-    ):
-        return "rate"
-    value = comparison.value
-    if value is not None and _worse(
-        settings, value.chance_to_beat_control, value.p_value, value.diff, sign
-    ):
-        return "value"
-    return None
+def _clear(primary: GoalResult, candidate: VariantResult) -> bool:
+    """A winner's headline lift interval excludes zero: above it for a treatment, and
+    every treatment's below it for the control."""
+    if candidate.vs_control is not None:
+        return _excludes_zero(candidate.vs_control, 1.0)
+    return all(
+        t.vs_control is not None and _excludes_zero(t.vs_control, -1.0) for t in primary.treatments
+    )
 
 
-def _worse(
-    settings: AnalysisSettings,
-    chance: float | None,
-    p_value: float | None,
-    diff: float | None,
-    sign: float,
-) -> bool:
-    if chance is not None:
-        chance_of_judged = chance if sign > 0 else 1.0 - chance
-        if chance_of_judged < 1.0 - settings.chance_to_win:
-            return True
-    return p_value is not None and p_value < settings.alpha and (diff or 0.0) * sign < 0.0
+def _excludes_zero(comparison: Comparison, sign: float) -> bool:
+    """``rel_lift_ci`` (or ``abs_diff_ci`` without a lift) lies above zero (``sign=1``) or below."""
+    interval = comparison.rel_lift_ci or comparison.abs_diff_ci
+    if interval is None:
+        return False
+    return interval[0] > 0.0 if sign > 0 else interval[1] < 0.0
 
 
 def _significant(comparison: Comparison, alpha: float) -> bool:
@@ -274,32 +325,3 @@ def _within_mde(comparison: Comparison, mde: float) -> bool:
 
 def _keep_running(reason: str) -> Decision:
     return Decision(DecisionStatus.KEEP_RUNNING, None, reason)
-
-
-def _percent(probability: float) -> str:
-    """``0.973 -> "97 %"``; one decimal near certainty, never "100 %" for less than 1."""
-    if probability >= 1.0:
-        return "100 %"
-    if probability >= 0.9995:
-        return "> 99.9 %"
-    if probability > 0.99:
-        return f"{probability * 100:.1f} %"
-    return f"{probability * 100:.0f} %"
-
-
-def _loss(loss: float) -> str:
-    """Expected loss in conversion-rate points: ``0.0002 -> "0.02 %"``."""
-    return "< 0.01 %" if 0.0 < loss < 0.0001 else f"{loss * 100:.3g} %"
-
-
-def _lift(comparison: Comparison) -> str:
-    if comparison.rel_lift is not None:
-        return f"{comparison.rel_lift * 100:+.1f} % conversion rate"
-    return f"{(comparison.abs_diff or 0.0) * 100:+.2f} points conversion rate"
-
-
-def _p(p_value: float | None) -> str:
-    """A p-value with its relation: ``"= 0.031"``, ``"< 0.0001"`` or ``"n/a"``."""
-    if p_value is None:
-        return "n/a"
-    return f"= {p_value:.2g}" if p_value >= 0.0001 else "< 0.0001"

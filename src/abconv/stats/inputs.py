@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -55,6 +55,7 @@ class GoalInput:
     primary: bool
     has_value: bool
     counts: tuple[GoalCounts, ...]
+    guard: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,10 @@ class AnalysisInput:
 TOP_LEVEL_KEYS = frozenset(
     {"experiment", "control", "variants", "goals"}
     | {"method", "alpha", "chance_to_win", "max_expected_loss", "min_visitors", "mde", "power"}
+    | {"guardrail_margin"}
 )
 VARIANT_KEYS = frozenset({"key", "weight", "visitors"})
-GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "counts"})
+GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "counts", "guard"})
 COUNT_KEYS = frozenset({"conversions", "value_sum", "value_sum_squares"})
 
 
@@ -110,7 +112,9 @@ def _settings(root: Mapping[str, Any]) -> AnalysisSettings:
     _check_range(mde, "mde", 0.0 < mde <= 10.0, "in (0, 10]")
     power = _number(root.get("power", defaults.power), "power")
     _check_range(power, "power", 0.0 < power < 1.0, "in (0, 1)")
-    return AnalysisSettings(method, alpha, chance, loss, min_visitors, mde, power)
+    margin = _number(root.get("guardrail_margin", defaults.guardrail_margin), "guardrail_margin")
+    _check_range(margin, "guardrail_margin", 0.0 < margin < 1.0, "in (0, 1)")
+    return AnalysisSettings(method, alpha, chance, loss, min_visitors, mde, power, margin)
 
 
 def _variants(raw: Any) -> tuple[VariantInput, ...]:
@@ -142,7 +146,7 @@ def _goals(raw: Any, variants: tuple[VariantInput, ...]) -> tuple[GoalInput, ...
     primaries = [goal.key for goal in goals if goal.primary]
     if not primaries and len(goals) == 1:
         only = goals[0]
-        return (GoalInput(only.key, only.kind, True, only.has_value, only.counts),)
+        return (replace(only, primary=True),)
     if len(primaries) != 1:
         found = ", ".join(primaries) if primaries else "none"
         raise ValueError(f"goals: exactly one goal must have primary = true (found: {found})")
@@ -155,6 +159,9 @@ def _goal(item: Any, where: str, variants: tuple[VariantInput, ...]) -> GoalInpu
     kind = _choice(entry.get("kind", GoalKind.HARD), f"{where}.kind", GoalKind)
     primary = _flag(entry.get("primary", False), f"{where}.primary")
     has_value = _flag(entry.get("value", False), f"{where}.value")
+    guard = _flag(entry.get("guard", True), f"{where}.guard")
+    if not guard and kind is GoalKind.SOFT:
+        raise ValueError(f"{where}.guard: only hard goals guard; leave it out on soft goals")
     counts_raw = _mapping(entry.get("counts"), f"{where}.counts", None)
     known = {variant.key for variant in variants}
     unknown = sorted(set(counts_raw) - known)
@@ -164,7 +171,7 @@ def _goal(item: Any, where: str, variants: tuple[VariantInput, ...]) -> GoalInpu
         _counts(counts_raw.get(variant.key), f"{where}.counts.{variant.key}", variant, has_value)
         for variant in variants
     )
-    return GoalInput(key, kind, primary, has_value, counts)
+    return GoalInput(key, kind, primary, has_value, counts, guard)
 
 
 def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> GoalCounts:

@@ -14,7 +14,7 @@ from typing import Any
 
 from abconv.stats.frequentist import Interval
 from abconv.stats.planning import Plan
-from abconv.vocabulary import DecisionStatus, GoalKind, Method
+from abconv.vocabulary import DecisionStatus, GoalKind, GuardrailStatus, Method
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class GoalResult:
     kind: GoalKind
     primary: bool
     variants: tuple[VariantResult, ...]
+    guard: bool = True
 
     @property
     def control(self) -> VariantResult:
@@ -90,10 +91,31 @@ class Srm:
 
 
 @dataclass(frozen=True)
+class Guardrail:
+    """A hard goal's check of the variant about to be shipped (README, "Decision rules").
+
+    ``rel_lift_lower`` is the one-sided ``1 - alpha`` lower bound of the
+    relative lift (fixed-n); ``chance_not_worse`` is the Bayesian
+    ``P(lift > -guardrail_margin)``, ``None`` for the other methods.  Both
+    are ``None`` when the lift is undefined (no control conversions).
+    """
+
+    goal: str
+    status: GuardrailStatus
+    rel_lift: float | None
+    rel_lift_lower: float | None
+    chance_not_worse: float | None
+
+
+@dataclass(frozen=True)
 class Decision:
+    """``guardrails``: one per hard goal other than the primary, for the treatment
+    the method picked; empty when no treatment was picked."""
+
     status: DecisionStatus
     winner: str | None
     reason: str
+    guardrails: tuple[Guardrail, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,11 +141,22 @@ def to_document(results: Results) -> dict[str, Any]:
             "status": str(results.decision.status),
             "winner": results.decision.winner,
             "reason": results.decision.reason,
+            "guardrails": [_guardrail(g) for g in results.decision.guardrails],
         },
         "plan": {
             "visitors_needed_per_variant": results.plan.visitors_needed_per_variant,
             "progress": _number(results.plan.progress),
         },
+    }
+
+
+def _guardrail(guardrail: Guardrail) -> dict[str, Any]:
+    return {
+        "goal": guardrail.goal,
+        "status": str(guardrail.status),
+        "rel_lift": _number(guardrail.rel_lift),
+        "rel_lift_lower": _number(guardrail.rel_lift_lower),
+        "chance_not_worse": _number(guardrail.chance_not_worse),
     }
 
 
