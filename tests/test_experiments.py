@@ -137,6 +137,7 @@ kind = "hard"
         "min_visitors": 100,
         "mde": 0.10,
         "power": 0.8,
+        "guardrail_margin": 0.13,
     }
     assert experiment.analysis.method is Method.BAYESIAN
     assert ANALYSIS_DEFAULTS == experiment.analysis.to_dict()
@@ -187,6 +188,7 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
         "primary": False,
         "max_value": None,
         "cap": None,
+        "guard": False,  # a soft goal never guards
     }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders

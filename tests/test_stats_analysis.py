@@ -95,7 +95,11 @@ def check_document(document: dict[str, Any]) -> None:
                     "abs_diff", "abs_diff_ci", "rel_lift", "rel_lift_ci", "p_value",
                     "p_value_adjusted", "chance_to_beat_control", "value",
                 ]  # fmt: skip
-    assert set(document["decision"]) == {"status", "winner", "reason"}
+    assert set(document["decision"]) == {"status", "winner", "reason", "guardrails"}
+    for guardrail in document["decision"]["guardrails"]:
+        assert list(guardrail) == [
+            "goal", "status", "rel_lift", "rel_lift_lower", "chance_not_worse",
+        ]  # fmt: skip
     assert set(document["plan"]) == {"visitors_needed_per_variant", "progress"}
 
 

@@ -71,7 +71,9 @@ class Goal:
     guard: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": str(self.kind)}
+        """As JSON data; ``guard`` is ``false`` on soft goals, which never guard."""
+        guard = self.guard and self.kind is GoalKind.HARD
+        return {**asdict(self), "kind": str(self.kind), "guard": guard}
 
 
 @dataclass(frozen=True)

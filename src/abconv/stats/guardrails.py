@@ -82,7 +82,8 @@ def _guardrail(
             1.0 - settings.guardrail_margin,
         )
     lift = None if comparison is None else comparison.rel_lift
-    if comparison is not None and likely_worse(settings, comparison, 1.0) is not None:
+    worse_on = None if comparison is None else likely_worse(settings, comparison, 1.0)
+    if worse_on is not None:
         status = GuardrailStatus.FAILED
     elif not required:
         status = GuardrailStatus.NOT_REQUIRED
@@ -92,7 +93,7 @@ def _guardrail(
         status = GuardrailStatus.PASSED
     else:
         status = GuardrailStatus.WAITING
-    return Guardrail(goal.key, status, lift, lower, chance)
+    return Guardrail(goal.key, status, lift, lower, chance, worse_on)
 
 
 def _lower_bound(treatment: VariantResult, control: VariantResult, alpha: float) -> float | None:
@@ -123,8 +124,13 @@ def blocking_reason(
     gain = f"more {primary.key} with '{winner}'"
     for guardrail in found:
         if guardrail.status is GuardrailStatus.FAILED:
+            how = (
+                "probably earns less per visitor"
+                if guardrail.worse_on == "value"
+                else "is probably worse"
+            )
             return (
-                f"'{winner}' wins {primary.key} but is probably worse on {guardrail.goal} "
+                f"'{winner}' wins {primary.key} but {how} on {guardrail.goal} "
                 f"(hard goal): keep '{control}'."
             )
     waiting = [g for g in found if g.status is GuardrailStatus.WAITING]

@@ -98,6 +98,8 @@ class Guardrail:
     relative lift (fixed-n); ``chance_not_worse`` is the Bayesian
     ``P(lift > -guardrail_margin)``, ``None`` for the other methods.  Both
     are ``None`` when the lift is undefined (no control conversions).
+    ``worse_on`` (``"rate"`` or ``"value"``, for the reason only) says what a
+    ``failed`` guardrail found worse.
     """
 
     goal: str
@@ -105,6 +107,7 @@ class Guardrail:
     rel_lift: float | None
     rel_lift_lower: float | None
     chance_not_worse: float | None
+    worse_on: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""The decision rules hold up under daily looks (issue 14), in a simulation with a known truth.
+
+The default run reads ``DEFAULT_EXPERIMENTS`` experiments per scenario and
+method (about a minute on two cores); set ``DECISION_SIMULATION=full`` for
+the larger run behind the README's table (``FULL_EXPERIMENTS``, marked
+``slow``).  Run with ``-s`` to see the table.
+
+Tolerance: a figure bounded above by b fails only when its count exceeds
+the 99.9 % quantile of Binomial(experiments, b), and a figure bounded below
+only when its count falls under the 0.1 % quantile, so a rule whose true
+figure sits exactly on the bound fails at most 0.1 % of runs.  The seed is
+fixed, so a given run is deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from scipy import stats
+
+from tests.decision_simulation import METHODS, SCENARIOS, Outcome, run_all, table
+
+DEFAULT_EXPERIMENTS = 150
+FULL_EXPERIMENTS = 2000
+FALSE_FAILURE = 0.001
+
+
+def within(outcome: Outcome, measure: str, limit: tuple[str, float]) -> bool:
+    """Whether the count is compatible with the bound (see the module docstring)."""
+    hits, n = outcome.hits(measure), len(outcome.winners)
+    relation, bound = limit
+    if relation == "<=":
+        return bool(hits <= stats.binom.ppf(1.0 - FALSE_FAILURE, n, bound))
+    return bool(hits >= stats.binom.ppf(FALSE_FAILURE, n, bound))
+
+
+def check(outcomes: dict[tuple[str, str], Outcome], experiments: int) -> None:
+    print("\n" + table(outcomes, experiments))
+    failures = [
+        f"{scenario.key}/{method}: {outcomes[scenario.key, method].share(scenario.measure):.1%} "
+        f"against {limit[0]} {limit[1]:.0%}"
+        for scenario in SCENARIOS
+        for method in METHODS
+        if (limit := scenario.limits.get(method)) is not None
+        and not within(outcomes[scenario.key, method], scenario.measure, limit)
+    ]
+    assert not failures, failures
+
+
+@pytest.fixture(scope="module")
+def default_run() -> dict[tuple[str, str], Outcome]:
+    return run_all(DEFAULT_EXPERIMENTS)
+
+
+def test_every_figure_holds_in_the_default_run(default_run: dict[tuple[str, str], Outcome]) -> None:
+    check(default_run, DEFAULT_EXPERIMENTS)
+
+
+def test_a_soft_winner_that_costs_purchases_is_held_back_for_purchases(
+    default_run: dict[tuple[str, str], Outcome],
+) -> None:
+    """Where the treatment was not shipped, it is because of purchases, not chance."""
+    outcome = default_run["soft_win_purchase_down", "bayesian"]
+    assert outcome.winners.count("treatment") < len(outcome.winners)
+
+
+def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
+    """The check is not vacuous: 12 % against a 5 % bound fails at 150 experiments."""
+    outcome = Outcome(("treatment",) * 18 + (None,) * 132, (1,) * 18 + (None,) * 132)
+    assert not within(outcome, "treatment_shipped", ("<=", 0.05))
+    assert within(outcome, "treatment_shipped", ("<=", 0.15))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("DECISION_SIMULATION") != "full",
+    reason="the full decision simulation runs with DECISION_SIMULATION=full (about 15 minutes)",
+)
+def test_every_figure_holds_in_the_full_run() -> None:
+    check(run_all(FULL_EXPERIMENTS), FULL_EXPERIMENTS)
