@@ -52,3 +52,24 @@ def test_a_limit_needs_value_true(tmp_path: Path, field: str, value_line: str) -
     text = edited(VALID, 'kind = "soft"\n', f'kind = "soft"\n{value_line}{field} = 10\n')
     line = 25 if value_line == "" else 26
     assert_one_problem(write(tmp_path, text), line, f'goal "signup": {field} needs value = true')
+
+
+def test_guard_false_loads_and_reaches_the_analysis(tmp_path: Path) -> None:
+    from abconv.reports import analysis_input
+
+    text = edited(VALID, "primary = true\n", "primary = true\nguard = false\n")
+    experiment = load_experiment_file(write(tmp_path, text))
+    assert [goal.guard for goal in experiment.goals] == [False, True]
+    assert [goal["guard"] for goal in experiment.to_dict()["goals"]] == [False, False]
+    goals = analysis_input(experiment, {"a": 10, "b": 10}, [])["goals"]
+    assert goals[0]["guard"] is False and "guard" not in goals[1]
+
+
+def test_a_hard_goal_guards_by_default(tmp_path: Path) -> None:
+    experiment = load_experiment_file(write(tmp_path, VALID))
+    assert experiment.goals[0].guard and experiment.to_dict()["goals"][0]["guard"] is True
+
+
+def test_guard_is_only_for_hard_goals(tmp_path: Path) -> None:
+    text = edited(VALID, 'kind = "soft"\n', 'kind = "soft"\nguard = false\n')
+    assert_one_problem(write(tmp_path, text), 25, 'goal "signup": guard is only for hard goals')

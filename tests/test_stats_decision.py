@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -219,3 +220,26 @@ def test_control_winner_blocked_when_a_treatment_is_better_on_a_hard_goal() -> N
     verdict = decision(data)
     assert verdict["winner"] is None and verdict["status"] == "keep_running"
     assert "'b' is probably better on purchase (hard goal): weigh both" in verdict["reason"]
+
+
+def fleiss_sample_size(p1: float, p2: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Fleiss, Levin & Paik (2003) eq. (4.14) without continuity correction, via scipy."""
+    from scipy import stats
+
+    mean = (p1 + p2) / 2
+    spread = stats.norm.ppf(1 - alpha / 2) * (2 * mean * (1 - mean)) ** 0.5 + stats.norm.ppf(
+        power
+    ) * (p1 * (1 - p1) + p2 * (1 - p2)) ** 0.5
+    return float(spread**2 / (p2 - p1) ** 2)
+
+
+def test_bayesian_verdict_waits_for_half_the_plan() -> None:
+    needed = fleiss_sample_size(0.03, 0.033)  # about 53,000 per variant
+    early = {"a": 20_000, "b": 20_000}  # 38 % of the plan, and 'b' far ahead
+    verdict = decision(experiment(early, goal("buy", {"a": 600, "b": 800})))
+    assert verdict["status"] == "keep_running"
+    assert f"of the planned {math.ceil(needed):,} visitors" in verdict["reason"]
+    assert "waits for 50 % of them" in verdict["reason"]
+    later = {"a": 28_000, "b": 28_000}  # 53 % of the plan
+    verdict = decision(experiment(later, goal("buy", {"a": 840, "b": 1050})))
+    assert (verdict["status"], verdict["winner"]) == ("winner", "b")

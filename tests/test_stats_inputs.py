@@ -132,6 +132,10 @@ INVALID = [
     ("goals.0.counts.b.value_sum_squares", float("inf"), "goals[0].counts.b.value_sum_squares"),
     ("goals.1.counts.b.value_sum", 3.0, "goals[1].counts.b.value_sum: given but"),
     ("goals.0.counts.b.extra", 3, "goals[0].counts.b: unknown field 'extra'"),
+    ("goals.0.guard", "no", "goals[0].guard: must be true or false"),
+    ("goals.1.guard", False, "goals[1].guard: only hard goals guard"),
+    ("guardrail_margin", 0, "guardrail_margin: 0 must be in (0, 1)"),
+    ("guardrail_margin", 1, "guardrail_margin: 1 must be in (0, 1)"),
 ]
 
 
