@@ -227,9 +227,10 @@ def fleiss_sample_size(p1: float, p2: float, alpha: float = 0.05, power: float =
     from scipy import stats
 
     mean = (p1 + p2) / 2
-    spread = stats.norm.ppf(1 - alpha / 2) * (2 * mean * (1 - mean)) ** 0.5 + stats.norm.ppf(
-        power
-    ) * (p1 * (1 - p1) + p2 * (1 - p2)) ** 0.5
+    spread = (
+        stats.norm.ppf(1 - alpha / 2) * (2 * mean * (1 - mean)) ** 0.5
+        + stats.norm.ppf(power) * (p1 * (1 - p1) + p2 * (1 - p2)) ** 0.5
+    )
     return float(spread**2 / (p2 - p1) ** 2)
 
 

@@ -5,13 +5,15 @@ Checks run in this order; the first that applies decides.
 1. ``invalid`` when the sample ratio mismatch check is flagged.
 2. ``keep_running`` with a single variant, or while any variant has fewer
    than ``min_visitors`` visitors.
-3. The method's rule on the primary goal's conversion rate:
+3. The method's rule on the primary goal's conversion rate.  In every
+   method a winner's ``rel_lift_ci`` (``abs_diff_ci`` without a lift) must
+   exclude zero, so that "winner" means the same thing whatever the method:
 
-   * ``bayesian``: among the arms with ``expected_loss <= max_expected_loss``,
-     the one with the highest ``prob_best`` wins (the control included) when
-     ``prob_best >= chance_to_win``, or (a treatment) when its
-     ``chance_to_beat_control >= chance_to_win``.  With two arms both are
-     the same figure.
+   * ``bayesian``: nothing before every variant has half the planned sample
+     (``BAYESIAN_PLAN_SHARE``); then among the arms with ``expected_loss <=
+     max_expected_loss``, the one with the highest ``prob_best`` wins (the
+     control included) when ``prob_best >= chance_to_win``, or (a
+     treatment) when its ``chance_to_beat_control >= chance_to_win``.
      ``no_difference`` when every arm's expected loss is at most
      ``max_expected_loss`` (whichever is kept, little is lost).
    * ``frequentist``: nothing before the planned sample size is reached in
@@ -23,12 +25,12 @@ Checks run in this order; the first that applies decides.
      p-values); ``no_difference`` once every treatment's confidence
      sequence of the relative lift lies inside ``(-mde, +mde)``.
 
-4. Guardrail: a winner is never named if it is likely worse on a hard goal
-   (any hard goal, the primary included, rates and values per visitor):
-   ``chance_to_beat_control < 1 - chance_to_win`` or ``p_value < alpha``
-   with a negative difference.  For the control as winner, "likely worse"
-   means some treatment is likely better by the mirrored rule.  The status
-   is then ``keep_running`` with the conflict in the reason.
+4. The hard-goal guardrail (:mod:`abconv.stats.guardrails`): a treatment
+   that won a soft primary goal ships only once every guarding hard goal
+   has shown non-inferiority; no winner ships while it is likely worse on a
+   hard goal.  For the control as winner, a hard goal on which some
+   treatment is likely better blocks.  Blocked, the status is
+   ``keep_running`` with the goal and its evidence in the reason.
 
 References
 ----------
