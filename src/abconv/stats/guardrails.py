@@ -9,14 +9,18 @@ it is *not worse* by more than ``guardrail_margin`` (a non-inferiority
 check), and a winner on any goal never ships while a hard goal is likely
 worse.  Each hard goal other than the primary gets a :class:`Guardrail`:
 
-* ``failed``: the variant is likely worse on the goal (rate, or value per
-  visitor on value goals): ``chance_to_beat_control < 1 - chance_to_win``,
-  or ``p_value < alpha`` (unadjusted) with a negative difference.  Blocks.
 * ``passed``: non-inferiority shown, judged once the experiment has reached
   its planned sample size (``plan.progress >= 1``).  Bayesian:
   ``P(lift > -margin) >= chance_to_win``; frequentist and sequential: the
   one-sided ``1 - alpha`` lower bound of the relative lift (the fixed-n
-  interval at ``2 alpha``) above ``-margin``.
+  interval at ``2 alpha``) above ``-margin``.  A loss shown to be within
+  the margin passes even when it is significant: the margin is the loss
+  the file accepts (blocking it too held back 2 points more true winners
+  in the simulation, and shipped no fewer harmful ones).
+* ``failed``: otherwise, the variant is likely worse on the goal (rate, or
+  value per visitor on value goals): ``chance_to_beat_control < 1 -
+  chance_to_win``, or ``p_value < alpha`` (unadjusted) with a negative
+  difference.  Blocks.
 * ``waiting``: neither yet.  Blocks a soft-goal winner.
 * ``not_required``: the goal need not show non-inferiority (the winner won
   a hard primary goal, or the goal sets ``guard = false``); only a failure
@@ -83,14 +87,13 @@ def _guardrail(
         )
     lift = None if comparison is None else comparison.rel_lift
     worse_on = None if comparison is None else likely_worse(settings, comparison, 1.0)
-    if worse_on is not None:
+    judged = plan.progress is not None and plan.progress >= 1.0
+    if required and judged and _not_worse(settings, lower, chance):
+        status = GuardrailStatus.PASSED  # a loss within the margin is what the file accepts
+    elif worse_on is not None:
         status = GuardrailStatus.FAILED
     elif not required:
         status = GuardrailStatus.NOT_REQUIRED
-    elif plan.progress is None or plan.progress < 1.0:
-        status = GuardrailStatus.WAITING
-    elif _not_worse(settings, lower, chance):
-        status = GuardrailStatus.PASSED
     else:
         status = GuardrailStatus.WAITING
     return Guardrail(goal.key, status, lift, lower, chance, worse_on)
