@@ -134,3 +134,23 @@ def test_every_winner_has_a_lift_interval_that_excludes_zero(method: str) -> Non
         low, high = document["goals"][0]["variants"][1]["vs_control"]["rel_lift_ci"]
         assert (low > 0) if verdict["winner"] == "b" else (high < 0)
     assert winners > 10
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_significant_loss_shown_within_the_margin_passes(method: str) -> None:
+    # 3 % -> 2.82 %: significantly lower (z about -2.3), but at most about 10 % lower
+    # (one-sided 95 % bound), inside the 13 % the file accepts.
+    n = 100_000
+    data = experiment(
+        {"a": n, "b": n},
+        goal("newsletter", {"a": 10_000, "b": 12_000}, kind="soft", primary=True),
+        goal("purchase", {"a": 3000, "b": 2820}),
+        method=method,
+    )
+    assert stats.norm.cdf((0.0282 - 0.03) / math.sqrt(2 * 0.0291 * 0.9709 / n)) * 2 < 0.05
+    verdict = analyze(data)["decision"]
+    assert (verdict["status"], verdict["winner"]) == ("winner", "b")
+    assert verdict["guardrails"][0]["status"] == "passed"
+    assert verdict["guardrails"][0]["rel_lift_lower"] == pytest.approx(
+        one_sided_lower_bound(2820, n, 3000, n), rel=1e-9
+    )
