@@ -116,7 +116,9 @@ def lognormal_value_moments(runs: int, sigma: float) -> tuple[list[SampleMoments
     sums = np.bincount(owner, weights=values, minlength=runs)
     squares = np.bincount(owner, weights=values**2, minlength=runs)
     truth = RATE * 50.0 * math.exp(sigma**2 / 2)  # mean of a log-normal times the rate
-    moments = [SampleMoments(VISITORS, float(s), float(q)) for s, q in zip(sums, squares)]
+    moments = [
+        SampleMoments(VISITORS, float(s), float(q)) for s, q in zip(sums, squares, strict=True)
+    ]
     return moments, truth
 
 
