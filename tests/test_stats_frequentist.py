@@ -22,6 +22,7 @@ from abconv.stats.frequentist import (
     mean_interval,
     rel_lift,
     rel_lift_interval,
+    rel_lift_variance,
     srm_test,
     two_proportion_ztest,
     wald_diff_interval,
@@ -149,8 +150,20 @@ def test_fieller_is_unbounded_when_the_control_is_not_above_zero() -> None:
         fieller_lift_interval(Proportion(10, 1), Proportion(10, 1), 0.0)
 
 
+@pytest.mark.parametrize(("treatment", "control"), PAIRS)
+def test_rel_lift_variance_delta_method(
+    treatment: tuple[int, int], control: tuple[int, int]
+) -> None:
+    (nt, xt), (nc, xc) = treatment, control
+    pt, pc = xt / nt, xc / nc
+    # source: delta method for pt/pc - 1: Var = vt/pc² + pt² vc/pc⁴ (Casella & Berger 5.5.4)
+    expected = pt * (1 - pt) / nt / pc**2 + pt**2 * (pc * (1 - pc) / nc) / pc**4
+    assert rel_lift_variance(Proportion(nt, xt), Proportion(nc, xc)) == pytest.approx(expected)
+
+
 def test_rel_lift_undefined_without_control_conversions() -> None:
     assert rel_lift(Proportion(100, 5), Proportion(100, 0)) is None
+    assert rel_lift_variance(Proportion(100, 5), Proportion(100, 0)) is None
     assert rel_lift_interval(Proportion(100, 5), Proportion(100, 0), 0.05) is None
     assert rel_lift_interval(Proportion(0, 0), Proportion(100, 5), 0.05) is None
 

@@ -141,6 +141,26 @@ def wald_diff_interval(treatment: Proportion, control: Proportion, alpha: float)
     return (diff - half, diff + half)
 
 
+def rel_lift_variance(treatment: Proportion, control: Proportion) -> float | None:
+    """Delta-method variance of ``p_t / p_c - 1``; ``None`` if n = 0 or p_c = 0.
+
+    ``Var ≈ Var(p_t) / p_c² + p_t² Var(p_c) / p_c⁴`` (first-order Taylor
+    expansion of the ratio, independent arms).  No longer behind
+    ``rel_lift_ci`` (see :func:`rel_lift_interval`); kept for callers that
+    need a standard error of the lift.
+
+    References
+    ----------
+    Casella, G. & Berger, R. L. (2002). Statistical Inference, 2nd ed.,
+    section 5.5.4 (the delta method).
+    """
+    if treatment.n == 0 or control.n == 0 or control.x == 0:
+        return None
+    pt, pc = _rate(treatment), _rate(control)
+    var_t, var_c = pt * (1.0 - pt) / treatment.n, pc * (1.0 - pc) / control.n
+    return var_t / pc**2 + pt**2 * var_c / pc**4
+
+
 def rel_lift(treatment: Proportion, control: Proportion) -> float | None:
     """Relative lift ``p_t / p_c - 1``; ``None`` when either rate is undefined or p_c = 0."""
     if treatment.n == 0 or control.n == 0 or control.x == 0:
