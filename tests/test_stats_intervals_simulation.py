@@ -23,6 +23,7 @@ from abconv.stats.frequentist import (
     Interval,
     Proportion,
     SampleMoments,
+    fieller_lift_interval,
     mean_interval,
     rel_lift_interval,
     wald_diff_interval,
@@ -33,6 +34,7 @@ from abconv.stats.planning import plan
 from abconv.stats.sequential import (
     DEFAULT_TUNING_VISITORS,
     always_valid_p_value,
+    boundary_factor,
     tuning_visitors,
 )
 
@@ -225,3 +227,28 @@ def test_no_tuning_of_the_mixture_reaches_the_target_power(runs: int) -> None:
         print(f"\nn_star {n_star:>7,}: power {power:.4f}")
         best = max(best, power)
     assert best < 0.40
+
+
+@pytest.mark.parametrize("runs", sizes(4000, 40_000))
+def test_sequential_sequences_cover_the_truth_at_every_daily_look(runs: int) -> None:
+    """The difference's and the (Fieller) lift's sequences: one miss at any look counts."""
+    treated, control = daily_conversions(runs, RATE * (1 + LIFT))
+    missed_diff = np.zeros(runs, dtype=bool)
+    missed_lift = np.zeros(runs, dtype=bool)
+    for day in range(DAYS):
+        n = DAILY * (day + 1)
+        for run in range(runs):
+            t = Proportion(n, int(treated[run, day]))
+            c = Proportion(n, int(control[run, day]))
+            factor = boundary_factor(2 * n, ALPHA, planned_tuning(n, c.x))
+            half = math.sqrt(factor * ((t.variance or 0.0) + (c.variance or 0.0)))
+            diff = t.x / n - c.x / n
+            missed_diff[run] |= abs(diff - RATE * LIFT) > half
+            lift_ci = fieller_lift_interval(t, c, factor)
+            missed_lift[run] |= lift_ci is not None and not lift_ci[0] <= LIFT <= lift_ci[1]
+    diff_rate, lift_rate = float(missed_diff.mean()), float(missed_lift.mean())
+    print(
+        f"\nsequences missing the truth at some of {DAYS} daily looks: "
+        f"difference {diff_rate:.4f}, relative lift {lift_rate:.4f} ({runs:,})"
+    )
+    assert diff_rate <= ALPHA and lift_rate <= ALPHA
