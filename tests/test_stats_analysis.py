@@ -21,6 +21,7 @@ from abconv.analysis_settings import AnalysisSettings
 from abconv.stats import analyze
 from abconv.vocabulary import DecisionStatus
 from tests.test_stats_bayesian import beta_quadrature
+from tests.test_stats_frequentist import fieller_by_root_finding
 
 METHODS = ["bayesian", "frequentist", "sequential"]
 
@@ -129,6 +130,10 @@ def test_figures_come_from_the_documented_procedures() -> None:
     assert guide["vs_control"]["p_value_adjusted"] == pytest.approx(min(1, 2 * low))
     assert video["vs_control"]["p_value_adjusted"] == pytest.approx(max(2 * low, high))
     assert guide["vs_control"]["rel_lift"] == pytest.approx((310 / 5020) / (250 / 5000) - 1)
+    # source: Fieller's interval by root finding of the Wald statistic of p_t = R p_c
+    assert guide["vs_control"]["rel_lift_ci"] == pytest.approx(
+        list(fieller_by_root_finding(5020, 310, 5000, 250, stats.norm.ppf(0.975))), abs=1e-9
+    )
     # value: sum / n, sum / conversions, Welch from scipy
     assert trial["value"]["per_visitor"] == pytest.approx(24950 / 5000)
     assert trial["value"]["aov"] == pytest.approx(24950 / 250)

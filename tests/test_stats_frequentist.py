@@ -6,17 +6,23 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
 
 from abconv.stats.frequentist import (
     Proportion,
     SampleMoments,
+    fieller_lift_interval,
     holm_adjust,
     mean_interval,
     rel_lift,
     rel_lift_interval,
+    rel_lift_variance,
     srm_test,
     two_proportion_ztest,
     wald_diff_interval,
@@ -78,23 +84,86 @@ def test_wald_diff_interval_collapses_or_is_undefined() -> None:
     assert wald_diff_interval(Proportion(0, 0), Proportion(10, 1), 0.05) is None
 
 
+def fieller_by_root_finding(
+    nt: int, xt: int, nc: int, xc: int, critical: float
+) -> tuple[float, float]:
+    """Reference: the lifts where the Wald statistic of ``p_t = R p_c`` equals ``critical``.
+
+    Found numerically (scipy brentq) on each side of the estimate, independently
+    of the quadratic formula the code uses.
+    """
+    pt, pc = xt / nt, xc / nc
+    vt, vc = pt * (1 - pt) / nt, pc * (1 - pc) / nc
+
+    def excess(ratio: float) -> float:
+        return (pt - ratio * pc) ** 2 / (vt + ratio**2 * vc) - critical**2
+
+    estimate = pt / pc
+    low = optimize.brentq(excess, -10.0, estimate) if excess(-10.0) > 0 else -10.0
+    high = optimize.brentq(excess, estimate, 1e6)
+    return (max(-1.0, low - 1.0), high - 1.0)
+
+
+@pytest.mark.parametrize(("treatment", "control"), PAIRS[:1] + PAIRS[2:])
+@pytest.mark.parametrize("alpha", [0.05, 0.1])
+def test_rel_lift_interval_is_fieller(
+    treatment: tuple[int, int], control: tuple[int, int], alpha: float
+) -> None:
+    (nt, xt), (nc, xc) = treatment, control
+    got = rel_lift_interval(Proportion(nt, xt), Proportion(nc, xc), alpha)
+    # source: numerical inversion of the Wald test of p_t = R p_c (Fieller 1954)
+    expected = fieller_by_root_finding(nt, xt, nc, xc, stats.norm.ppf(1 - alpha / 2))
+    assert rel_lift(Proportion(nt, xt), Proportion(nc, xc)) == pytest.approx(xt / xc * nc / nt - 1)
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_rel_lift_interval_is_close_to_the_log_ratio_interval_for_large_counts() -> None:
+    # source: statsmodels confint_proportions_2indep(compare="ratio", method="log") (Katz);
+    # Fieller and Katz agree to first order, so only a loose tolerance.
+    low, high = confint_proportions_2indep(
+        1650, 50_000, 1500, 50_000, compare="ratio", method="log"
+    )
+    got = rel_lift_interval(Proportion(50_000, 1650), Proportion(50_000, 1500), 0.05)
+    assert got == pytest.approx((low - 1, high - 1), abs=2e-3)
+
+
+@pytest.mark.parametrize(("treatment", "control"), PAIRS + [((5000, 170), (5000, 150))])
+@pytest.mark.parametrize("critical_squared", [1.0, 3.84, 9.2])
+def test_lift_interval_excludes_zero_exactly_when_the_difference_does(
+    treatment: tuple[int, int], control: tuple[int, int], critical_squared: float
+) -> None:
+    t, c = Proportion(*treatment), Proportion(*control)
+    lift_ci = fieller_lift_interval(t, c, critical_squared)
+    if lift_ci is None:
+        return
+    diff = t.x / t.n - c.x / c.n
+    # source: closed form of the unpooled Wald difference interval, d ± c sqrt(v_t + v_c)
+    half = math.sqrt(critical_squared * ((t.variance or 0.0) + (c.variance or 0.0)))
+    assert (lift_ci[0] > 0 or lift_ci[1] < 0) == (diff - half > 0 or diff + half < 0)
+
+
+def test_fieller_is_unbounded_when_the_control_is_not_above_zero() -> None:
+    # 2 conversions in 1000: p_c² < z² v_c, the set of ratios is unbounded.
+    assert rel_lift_interval(Proportion(1000, 5), Proportion(1000, 2), 0.05) is None
+    assert rel_lift_interval(Proportion(10, 0), Proportion(10, 9), 0.05) == (-1.0, -1.0)
+    with pytest.raises(ValueError):
+        fieller_lift_interval(Proportion(10, 1), Proportion(10, 1), 0.0)
+
+
 @pytest.mark.parametrize(("treatment", "control"), PAIRS)
-def test_rel_lift_interval_delta_method(
+def test_rel_lift_variance_delta_method(
     treatment: tuple[int, int], control: tuple[int, int]
 ) -> None:
     (nt, xt), (nc, xc) = treatment, control
     pt, pc = xt / nt, xc / nc
-    z = stats.norm.ppf(0.95)
     # source: delta method for pt/pc - 1: Var = vt/pc² + pt² vc/pc⁴ (Casella & Berger 5.5.4)
-    variance = pt * (1 - pt) / nt / pc**2 + pt**2 * (pc * (1 - pc) / nc) / pc**4
-    lift = pt / pc - 1
-    got = rel_lift_interval(Proportion(nt, xt), Proportion(nc, xc), 0.1)
-    assert rel_lift(Proportion(nt, xt), Proportion(nc, xc)) == pytest.approx(lift)
-    assert got == pytest.approx((lift - z * math.sqrt(variance), lift + z * math.sqrt(variance)))
+    expected = pt * (1 - pt) / nt / pc**2 + pt**2 * (pc * (1 - pc) / nc) / pc**4
+    assert rel_lift_variance(Proportion(nt, xt), Proportion(nc, xc)) == pytest.approx(expected)
 
 
 def test_rel_lift_undefined_without_control_conversions() -> None:
     assert rel_lift(Proportion(100, 5), Proportion(100, 0)) is None
+    assert rel_lift_variance(Proportion(100, 5), Proportion(100, 0)) is None
     assert rel_lift_interval(Proportion(100, 5), Proportion(100, 0), 0.05) is None
     assert rel_lift_interval(Proportion(0, 0), Proportion(100, 5), 0.05) is None
 

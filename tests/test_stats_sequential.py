@@ -6,10 +6,18 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from abconv.stats import analyze
 from abconv.stats.frequentist import Proportion, two_proportion_ztest
-from abconv.stats.sequential import always_valid_p_value, confidence_sequence, mixture_rho
+from abconv.stats.sequential import (
+    DEFAULT_TUNING_VISITORS,
+    always_valid_p_value,
+    confidence_sequence,
+    mixture_rho,
+    tuning_visitors,
+)
+from tests.test_stats_frequentist import fieller_by_root_finding
 
 SEED = 1234567
 ALPHA = 0.05
@@ -99,6 +107,23 @@ def test_aa_peeking_sequential_keeps_alpha_and_ztest_does_not() -> None:
     assert ztest_hit.mean() > ALPHA + SLACK  # peeking 30 times inflates it (≈ 0.2 here)
 
 
+def fleiss_visitors_per_arm(baseline: float, mde: float, alpha: float, power: float) -> int:
+    """Reference: Fleiss, Levin & Paik (2003) eq. (4.14), without continuity correction."""
+    p1, p2 = baseline, baseline * (1 + mde)
+    mean = (p1 + p2) / 2
+    spread = stats.norm.ppf(1 - alpha / 2) * math.sqrt(2 * mean * (1 - mean)) + stats.norm.ppf(
+        power
+    ) * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return math.ceil(spread**2 / (p2 - p1) ** 2)
+
+
+def closed_form_factor(visitors: int, tuning: int) -> float:
+    """Reference: Waudby-Smith et al. (2023) Theorem 2.2 with eq. (9)'s rho, squared / V."""
+    log_term = -2 * math.log(ALPHA)
+    scaled = visitors * (log_term + math.log(log_term + 1)) / tuning
+    return 2 * (scaled + 1) / scaled * math.log(math.sqrt(scaled + 1) / ALPHA)
+
+
 def test_analyze_reports_the_sequential_figures() -> None:
     data = {
         "experiment": "aa",
@@ -109,11 +134,59 @@ def test_analyze_reports_the_sequential_figures() -> None:
     comparison = analyze(data)["goals"][0]["variants"][1]["vs_control"]
     pt, pc = 250 / 4000, 200 / 4000
     variance = (pt * (1 - pt) + pc * (1 - pc)) / 4000
-    assert comparison["p_value"] == pytest.approx(
-        always_valid_p_value(pt - pc, variance, 8000, ALPHA)
+    # The sequence is tuned to the plan: both arms of the planned per-arm sample size.
+    tuning = 2 * fleiss_visitors_per_arm(pc, 0.10, ALPHA, 0.8)
+    factor = closed_form_factor(8000, tuning)
+    half = math.sqrt(variance * factor)
+    assert comparison["abs_diff_ci"] == pytest.approx([pt - pc - half, pt - pc + half])
+    # source: the duality p = sqrt(s + 1) exp(-d² s / (2 V (s + 1))), s = N rho²
+    scaled = 8000 * (-2 * math.log(ALPHA) + math.log(-2 * math.log(ALPHA) + 1)) / tuning
+    expected_p = math.sqrt(scaled + 1) * math.exp(
+        -((pt - pc) ** 2) * scaled / (2 * variance * (scaled + 1))
     )
-    assert comparison["abs_diff_ci"] == pytest.approx(
-        list(confidence_sequence(pt - pc, variance, 8000, ALPHA))
+    assert comparison["p_value"] == pytest.approx(min(1.0, expected_p))
+    lift_ci = comparison["rel_lift_ci"]
+    # source: Fieller's set with the boundary factor as critical², found by root finding
+    assert lift_ci == pytest.approx(
+        list(fieller_by_root_finding(4000, 250, 4000, 200, math.sqrt(factor))), abs=1e-9
     )
     fixed = analyze({**data, "method": "frequentist"})["goals"][0]["variants"][1]["vs_control"]
     assert comparison["p_value"] > fixed["p_value"]
+
+
+def test_sequential_tuning_falls_back_without_a_plan() -> None:
+    assert tuning_visitors(None) == DEFAULT_TUNING_VISITORS == 5000
+    assert tuning_visitors(26_000) == 52_000
+
+
+def test_sequential_lift_interval_agrees_with_the_difference() -> None:
+    """A sequential winner's lift interval excludes 0 whenever its difference's does."""
+    rng = np.random.default_rng(SEED)
+    checked = 0
+    for _ in range(300):
+        n = int(rng.integers(500, 40_000))
+        xc = int(rng.binomial(n, 0.03))
+        xt = int(rng.binomial(n, 0.03 * rng.uniform(0.8, 1.4)))
+        data = {
+            "experiment": "lift",
+            "method": "sequential",
+            "variants": [{"key": "a", "visitors": n}, {"key": "b", "visitors": n}],
+            "goals": [
+                {"key": "buy", "counts": {"a": {"conversions": xc}, "b": {"conversions": xt}}}
+            ],
+        }
+        comparison = analyze(data)["goals"][0]["variants"][1]["vs_control"]
+        diff_ci, lift_ci, p_value = (
+            comparison["abs_diff_ci"],
+            comparison["rel_lift_ci"],
+            comparison["p_value"],
+        )
+        if lift_ci is None or p_value is None:
+            continue
+        checked += 1
+        diff_excludes = diff_ci[0] > 0 or diff_ci[1] < 0
+        assert (lift_ci[0] > 0 or lift_ci[1] < 0) == diff_excludes
+        assert (p_value < ALPHA) == diff_excludes
+        if diff_excludes:
+            assert (lift_ci[0] > 0) == (comparison["abs_diff"] > 0)
+    assert checked > 250

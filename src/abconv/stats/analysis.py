@@ -25,11 +25,11 @@ from abconv.stats.frequentist import (
     Interval,
     Proportion,
     SampleMoments,
+    fieller_lift_interval,
     holm_adjust,
     mean_interval,
     rel_lift,
     rel_lift_interval,
-    rel_lift_variance,
     srm_test,
     two_proportion_ztest,
     wald_diff_interval,
@@ -66,13 +66,14 @@ def analyze(data: dict[str, Any]) -> dict[str, Any]:
 
 def analyze_input(parsed: AnalysisInput) -> Results:
     """The analysis of validated input, as :class:`Results` values."""
-    goals = tuple(_goal_result(parsed, goal) for goal in parsed.goals)
+    experiment_plan = _plan(parsed)
+    tuning = sequential.tuning_visitors(experiment_plan.visitors_needed_per_variant)
+    goals = tuple(_goal_result(parsed, goal, tuning) for goal in parsed.goals)
     srm_p = srm_test(
         [variant.visitors for variant in parsed.variants],
         [variant.weight for variant in parsed.variants],
     )
     srm = Srm(srm_p, srm_p is not None and srm_p < SRM_THRESHOLD)
-    experiment_plan = _plan(parsed)
     settings = parsed.settings
     decision = decide(settings, goals, srm, experiment_plan)
     return Results(
@@ -93,7 +94,8 @@ def _plan(parsed: AnalysisInput) -> Plan:
     )
 
 
-def _goal_result(parsed: AnalysisInput, goal: GoalInput) -> GoalResult:
+def _goal_result(parsed: AnalysisInput, goal: GoalInput, tuning: int) -> GoalResult:
+    """One goal's figures; ``tuning`` is ``n_star`` of the confidence sequences."""
     settings, control = parsed.settings, parsed.control
     proportions = [
         Proportion(variant.visitors, counts.conversions)
@@ -113,6 +115,7 @@ def _goal_result(parsed: AnalysisInput, goal: GoalInput) -> GoalResult:
             moments[control],
             bayes.chance_to_beat_control[i],
             settings,
+            tuning,
         )
         for i in range(len(proportions))
     ]
@@ -149,22 +152,28 @@ def _comparison(
     control_value: SampleMoments | None,
     chance: float | None,
     settings: AnalysisSettings,
+    tuning: int,
 ) -> Comparison:
     diff = None if treatment.rate is None or control.rate is None else treatment.rate - control.rate
     lift = rel_lift(treatment, control)
     value = (
         None
         if treatment_value is None or control_value is None
-        else _value_comparison(treatment_value, control_value, settings)
+        else _value_comparison(treatment_value, control_value, settings, tuning)
     )
     if settings.method is Method.SEQUENTIAL:
         visitors = treatment.n + control.n
         diff_variance = None
         if treatment.variance is not None and control.variance is not None:
             diff_variance = treatment.variance + control.variance
-        lift_variance = rel_lift_variance(treatment, control)
-        abs_ci, p_value = _sequential(diff, diff_variance, visitors, settings.alpha)
-        lift_ci, _ = _sequential(lift, lift_variance, visitors, settings.alpha)
+        abs_ci, p_value = _sequential(diff, diff_variance, visitors, settings.alpha, tuning)
+        lift_ci = (
+            None
+            if visitors == 0
+            else fieller_lift_interval(
+                treatment, control, sequential.boundary_factor(visitors, settings.alpha, tuning)
+            )
+        )
     else:
         abs_ci = wald_diff_interval(treatment, control, settings.alpha)
         lift_ci = rel_lift_interval(treatment, control, settings.alpha)
@@ -173,19 +182,19 @@ def _comparison(
 
 
 def _sequential(
-    estimate: float | None, variance: float | None, visitors: int, alpha: float
+    estimate: float | None, variance: float | None, visitors: int, alpha: float, tuning: int
 ) -> tuple[Interval | None, float | None]:
     """Confidence sequence and always-valid p-value, or ``(None, None)`` if undefined."""
     if estimate is None or variance is None:
         return None, None
     return (
-        sequential.confidence_sequence(estimate, variance, visitors, alpha),
-        sequential.always_valid_p_value(estimate, variance, visitors, alpha),
+        sequential.confidence_sequence(estimate, variance, visitors, alpha, tuning),
+        sequential.always_valid_p_value(estimate, variance, visitors, alpha, tuning),
     )
 
 
 def _value_comparison(
-    treatment: SampleMoments, control: SampleMoments, settings: AnalysisSettings
+    treatment: SampleMoments, control: SampleMoments, settings: AnalysisSettings, tuning: int
 ) -> ValueComparison:
     mean_t, mean_c = treatment.mean, control.mean
     diff = None if mean_t is None or mean_c is None else mean_t - mean_c
@@ -195,7 +204,7 @@ def _value_comparison(
     chance = normal_chance_to_beat(welch.diff, welch.std_error)
     if settings.method is Method.SEQUENTIAL:
         visitors = treatment.n + control.n
-        ci, p_value = _sequential(welch.diff, welch.std_error**2, visitors, settings.alpha)
+        ci, p_value = _sequential(welch.diff, welch.std_error**2, visitors, settings.alpha, tuning)
         return ValueComparison(welch.diff, ci, p_value, chance)
     return ValueComparison(welch.diff, welch.ci, welch.p_value, chance)
 

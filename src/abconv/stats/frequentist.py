@@ -15,7 +15,9 @@ References
    Statistician 54(4), 280-288.
 .. [3] Holm, S. (1979). A simple sequentially rejective multiple test
    procedure. Scandinavian Journal of Statistics 6(2), 65-70.
-.. [4] Welch, B. L. (1947). The generalization of "Student's" problem when
+.. [4] Fieller, E. C. (1954). Some problems in interval estimation. JRSS B
+   16(2), 175-185.
+.. [5] Welch, B. L. (1947). The generalization of "Student's" problem when
    several different population variances are involved. Biometrika 34,
    28-35.
 """
@@ -143,7 +145,9 @@ def rel_lift_variance(treatment: Proportion, control: Proportion) -> float | Non
     """Delta-method variance of ``p_t / p_c - 1``; ``None`` if n = 0 or p_c = 0.
 
     ``Var ≈ Var(p_t) / p_c² + p_t² Var(p_c) / p_c⁴`` (first-order Taylor
-    expansion of the ratio, independent arms).
+    expansion of the ratio, independent arms).  No longer behind
+    ``rel_lift_ci`` (see :func:`rel_lift_interval`); kept for callers that
+    need a standard error of the lift.
 
     References
     ----------
@@ -165,19 +169,57 @@ def rel_lift(treatment: Proportion, control: Proportion) -> float | None:
 
 
 def rel_lift_interval(treatment: Proportion, control: Proportion, alpha: float) -> Interval | None:
-    """Delta-method interval for the relative lift, ``lift ± z sqrt(Var)``.
+    """Fieller interval for the relative lift ``p_t / p_c - 1`` at level ``1 - alpha``.
 
-    ``None`` when the lift is undefined (see :func:`rel_lift_variance`).
+    See :func:`fieller_lift_interval`; the critical value is ``z_{1-alpha/2}``.
+    Its misses are balanced on both sides (the delta method's were not), and
+    it excludes 0 exactly when :func:`wald_diff_interval` does.
 
     References
     ----------
-    Casella & Berger (2002), section 5.5.4.
+    Fieller (1954).
     """
-    lift, variance = rel_lift(treatment, control), rel_lift_variance(treatment, control)
-    if lift is None or variance is None:
+    return fieller_lift_interval(treatment, control, critical_z(alpha) ** 2)
+
+
+def fieller_lift_interval(
+    treatment: Proportion, control: Proportion, critical_squared: float
+) -> Interval | None:
+    """Every lift ``L`` whose hypothesis ``p_t = (1 + L) p_c`` the Wald test keeps.
+
+    With ``R = 1 + L``, ``c² = critical_squared`` and the unpooled variances
+    ``v = p (1 - p) / n``, the set ``(p_t - R p_c)² <= c² (v_t + R² v_c)`` is
+    the interval between the roots of ``A R² - 2 B R + C = 0`` with
+    ``A = p_c² - c² v_c``, ``B = p_t p_c``, ``C = p_t² - c² v_t``.  At
+    ``R = 1`` the inequality is the Wald test of the difference, so the
+    interval excludes 0 exactly when the difference's interval with the
+    same critical value does.  ``critical_squared`` is ``z²`` for a fixed-n
+    interval, the squared boundary factor for a confidence sequence.
+
+    ``None`` when the lift is undefined (an arm without visitors, no control
+    conversions) or when ``A <= 0``: the control's rate is not significantly
+    above zero and the set is unbounded.  The low end is floored at -1 (a
+    rate cannot be negative).
+
+    References
+    ----------
+    Fieller, E. C. (1954). Some problems in interval estimation. JRSS B
+    16(2), 175-185; Franz, V. H. (2007). Ratios: a short guide to confidence
+    limits and proper use. arXiv:0710.2024, section 3.
+    """
+    if critical_squared <= 0.0:
+        raise ValueError(f"critical_squared must be positive, got {critical_squared}")
+    if treatment.n == 0 or control.n == 0 or control.x == 0:
         return None
-    half = critical_z(alpha) * math.sqrt(variance)
-    return (lift - half, lift + half)
+    pt, pc = _rate(treatment), _rate(control)
+    var_t, var_c = pt * (1.0 - pt) / treatment.n, pc * (1.0 - pc) / control.n
+    a = pc * pc - critical_squared * var_c
+    if a <= 0.0:
+        return None
+    b, const = pt * pc, pt * pt - critical_squared * var_t
+    # b² - a const = critical² (a v_t + v_c p_t²) >= 0 when a > 0: the roots are real.
+    root = math.sqrt(max(b * b - a * const, 0.0))
+    return (max(-1.0, (b - root) / a - 1.0), (b + root) / a - 1.0)
 
 
 def two_proportion_ztest(treatment: Proportion, control: Proportion) -> float | None:

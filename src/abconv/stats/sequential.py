@@ -15,7 +15,12 @@ relative lifts and differences of value per visitor.  The boundary is
     half-width = sqrt(V) * sqrt(2 (N rho² + 1) / (N rho²) * log(sqrt(N rho² + 1) / alpha))
 
 with ``V`` the variance of the estimate, ``N`` the visitors of both arms
-and ``rho`` tuned so that the sequence is tightest at ``N = n_star``.
+and ``rho`` tuned so that the sequence is tightest at ``N = n_star``: the
+planned total of the two arms when the experiment has a plan
+(:func:`tuning_visitors`), else GrowthBook's 5,000.  The relative lift's
+sequence is Fieller's set with the same boundary factor
+(:func:`abconv.stats.frequentist.fieller_lift_interval`), so it excludes 0
+exactly when the difference's sequence does.
 
 References
 ----------
@@ -60,6 +65,37 @@ def mixture_rho(alpha: float, tuning_visitors: int = DEFAULT_TUNING_VISITORS) ->
     return math.sqrt((log_term + math.log(log_term + 1.0)) / tuning_visitors)
 
 
+def tuning_visitors(visitors_needed_per_variant: int | None) -> int:
+    """``n_star`` for one comparison: the planned visitors of its two arms.
+
+    Tuned there, the sequence is tightest where the experiment is meant to
+    end; without a plan (no control conversions yet) GrowthBook's default.
+    The guarantee holds whatever ``n_star``; the plan moves a little as the
+    control's rate settles, which the A/A simulation of the test suite covers.
+    """
+    if visitors_needed_per_variant is None or visitors_needed_per_variant <= 0:
+        return DEFAULT_TUNING_VISITORS
+    return 2 * visitors_needed_per_variant
+
+
+def boundary_factor(
+    visitors: int, alpha: float, tuning_visitors: int = DEFAULT_TUNING_VISITORS
+) -> float:
+    """``2 (N rho² + 1) / (N rho²) log(sqrt(N rho² + 1) / alpha)``: half-width² / V.
+
+    The square of the critical value that replaces ``z_{1-alpha/2}`` at
+    ``visitors`` total visitors.
+
+    References
+    ----------
+    Waudby-Smith et al. (2023), Theorem 2.2.
+    """
+    if visitors <= 0:
+        raise ValueError(f"visitors must be positive, got {visitors}")
+    scaled = visitors * mixture_rho(alpha, tuning_visitors) ** 2
+    return 2.0 * (scaled + 1.0) / scaled * math.log(math.sqrt(scaled + 1.0) / alpha)
+
+
 def confidence_sequence(
     estimate: float,
     variance: float,
@@ -78,9 +114,7 @@ def confidence_sequence(
     """
     if variance < 0.0 or visitors <= 0:
         raise ValueError(f"need variance >= 0 and visitors > 0, got {variance}, {visitors}")
-    scaled = visitors * mixture_rho(alpha, tuning_visitors) ** 2
-    factor = 2.0 * (scaled + 1.0) / scaled * math.log(math.sqrt(scaled + 1.0) / alpha)
-    half = math.sqrt(variance * factor)
+    half = math.sqrt(variance * boundary_factor(visitors, alpha, tuning_visitors))
     return (estimate - half, estimate + half)
 
 
