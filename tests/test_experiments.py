@@ -137,7 +137,7 @@ kind = "hard"
         "min_visitors": 100,
         "mde": 0.10,
         "power": 0.8,
-        "guardrail_margin": 0.13,
+        "guardrail_margin": 0.125,
     }
     assert experiment.analysis.method is Method.BAYESIAN
     assert ANALYSIS_DEFAULTS == experiment.analysis.to_dict()

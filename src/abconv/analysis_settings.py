@@ -24,7 +24,7 @@ class AnalysisSettings:
     min_visitors: int = 100
     mde: float = 0.10
     power: float = 0.8
-    guardrail_margin: float = 0.13
+    guardrail_margin: float = 0.125
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "method": str(self.method)}

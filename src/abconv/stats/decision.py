@@ -57,8 +57,8 @@ BAYESIAN_PLAN_SHARE = 0.5
 
 Chance to beat the control >= 0.95 is a one-sided 5 % test; read every day
 from the first it names a winner in an A/A test about half the time.  From
-half the plan on, the daily reads do so in 8 % of A/A experiments while a
-true +10 % on a 3 % rate is still found by day 30 in 55 % (simulation,
+half the plan on, the daily reads do so in 7.5 % of A/A experiments while a
+true +10 % on a 3 % rate is still found by day 30 in 59 % (simulation,
 ``tests/decision_simulation.py``, 2,000 experiments; the limit of a
 level-5 % test there is 0.56).
 """
