@@ -1,9 +1,8 @@
 """The decision rules hold up under daily looks (issue 14), in a simulation with a known truth.
 
 The default run reads ``DEFAULT_EXPERIMENTS`` experiments per scenario and
-method (about a minute on two cores); set ``DECISION_SIMULATION=full`` for
-the larger run behind the README's table (``FULL_EXPERIMENTS``, marked
-``slow``).  Run with ``-s`` to see the table.
+method (about a minute on two cores); ``pytest -m slow`` adds the larger
+run behind the README's table (``FULL_EXPERIMENTS``).  Run with ``-s`` to see the table.
 
 Tolerance: a figure bounded above by b fails only when its count exceeds
 the 99.9 % quantile of Binomial(experiments, b), and a figure bounded below
@@ -13,8 +12,6 @@ fixed, so a given run is deterministic.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 from scipy import stats
@@ -86,9 +83,7 @@ def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("DECISION_SIMULATION") != "full",
-    reason="the full decision simulation runs with DECISION_SIMULATION=full (about 15 minutes)",
-)
-def test_every_figure_holds_in_the_full_run() -> None:
+def test_every_figure_holds_in_the_full_run(request: pytest.FixtureRequest) -> None:
+    if "slow" not in request.config.option.markexpr:
+        pytest.skip("the full decision simulation (about 15 minutes): run with -m slow")
     check(run_all(FULL_EXPERIMENTS), FULL_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
