@@ -56,13 +56,18 @@ def test_results_csv_has_a_row_per_goal_and_variant(client: FlaskClient) -> None
     record(client)
     reply = client.get("/api/experiments/shop/results.csv")
     assert reply.status_code == 200 and reply.mimetype == "text/csv"
-    rows = list(csv.DictReader(io.StringIO(reply.get_data(as_text=True))))
+    every = list(csv.DictReader(io.StringIO(reply.get_data(as_text=True))))
+    rows = [r for r in every if r["row"] == "goal"]
     goals_variants = [(r["goal"], r["variant"]) for r in rows]
     assert goals_variants == [
         (g, v) for g in ("purchase", "newsletter") for v in ("trial", "guide")
     ]
     assert rows[0]["conversions"] == "2" and rows[0]["value_sum"] == "35.0"
     assert rows[0]["abs_diff"] == "" and rows[1]["abs_diff"] != ""
+    assert rows[0]["control"] == "true" and rows[1]["control"] == "false"
+    # Then the soft goal newsletter → the hard goal purchase, per variant.
+    pairs = [(r["soft_goal"], r["goal"], r["variant"]) for r in every if r["row"] == "soft_to_hard"]
+    assert pairs == [("newsletter", "purchase", v) for v in ("trial", "guide")]
 
 
 def test_results_of_an_empty_experiment_are_valid(client: FlaskClient) -> None:
