@@ -142,8 +142,8 @@ def test_progress_counts_days_from_the_first_exposure_and_days_left_at_that_pace
 
 
 def test_progress_once_the_plan_is_reached_has_no_days_left() -> None:
-    days = [DayCounts(D1, {"control": 60_000, "B": 60_000}, {})]
-    goals = {("purchase", v): GoalCounts(1500, 1500, 0.0, 0.0, 0.0, 0) for v in ("control", "B")}
-    counts = ResultCounts({"control": 60_000, "B": 60_000}, goals, days, [])
+    days = [DayCounts(D1, {"control": 100_000, "B": 100_000}, {})]
+    goals = {("purchase", v): GoalCounts(3000, 3000, 0.0, 0.0, 0.0, 0) for v in ("control", "B")}
+    counts = ResultCounts({"control": 100_000, "B": 100_000}, goals, days, [])
     progress = results_document(experiment(GOALS), counts, NOW)["progress"]
     assert progress["fraction"] == 1.0 and progress["days_left"] == 0
