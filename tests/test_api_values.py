@@ -277,7 +277,7 @@ def test_results_of_stored_data_out_of_range_answer_409(
     assert client.post("/api/convert", json={"visitor": "bob", "goal": "purchase"}).json
     insert_conversion(app, "alice", value)
     caplog.clear()  # the info lines of the requests above
-    with caplog.at_level(logging.ERROR, logger="abconv.reports"):
+    with caplog.at_level(logging.ERROR, logger="abconv.results.document"):
         for route in ("/api/experiments/shop/results", "/api/experiments/shop/results.csv"):
             error = assert_error(client.get(route), 409, "stored_data_out_of_range")
             assert error["message"].startswith("experiment 'shop': the stored data are out")
