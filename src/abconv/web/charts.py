@@ -23,7 +23,7 @@ from abconv.stats.bayesian import BetaPosterior
 WIDTH = 480.0
 LABEL_WIDTH = 130.0  # variant names left of the plot
 RIGHT = WIDTH - 16.0
-ROW = 36.0
+ROW = 48.0
 TOP = 28.0
 HEIGHT = 180.0
 LIFT_LIMITS = (-1.0, 3.0)  # lifts past +300 % are drawn at the edge
@@ -66,7 +66,8 @@ def nice_step(rough: float) -> float:
 
 
 def percent_label(value: float, signed: bool = True, step: float = 0.01) -> str:
-    digits = 0 if step >= 0.01 else 1
+    """``0.2 -> "+20 %"``, with as many decimals as ``step`` (the ticks' spacing) needs."""
+    digits = 0 if step >= 0.0099 else 1 if step >= 0.00099 else 2
     text = f"{value * 100:+.{digits}f} %" if signed else f"{value * 100:.{digits}f} %"
     return "0 %" if abs(value) < 1e-12 else text.replace("-", "−")
 
@@ -278,8 +279,8 @@ def funnel(pair: dict[str, Any]) -> Funnel:
         for r in (v.get("rate_after_soft"), v.get("rate_without_soft"))
         if r is not None
     ]
-    axis = Axis(0.0, max([*rates, 0.01]) * 1.1, LABEL_WIDTH, RIGHT - 120)
-    bars, row = [], ROW * 1.6
+    axis = Axis(0.0, max([*rates, 0.01]) * 1.1, LABEL_WIDTH, RIGHT - 130)
+    bars, row = [], ROW * 1.25
     for index, variant in enumerate(pair["variants"]):
         y = TOP + row * index
         after, without = variant.get("rate_after_soft"), variant.get("rate_without_soft")

@@ -48,19 +48,23 @@ def percent(value: float | None, signed: bool = False, digits: int = 1) -> str:
     return text.replace("-", "−")
 
 
-def interval(pair: Sequence[float | None] | None, signed: bool = False) -> str:
+def interval(
+    pair: Sequence[float | None] | None, signed: bool = False, digits: int = 1, word: str = "to"
+) -> str:
     if not pair or pair[0] is None or pair[1] is None:
         return ""
-    return f"{percent(pair[0], signed)} to {percent(pair[1], signed)}"
+    return f"{percent(pair[0], signed, digits)} {word} {percent(pair[1], signed, digits)}"
 
 
 def chance(probability: float | None) -> str:
     if probability is None:
         return "–"
-    if probability > 0.999:
+    if probability >= 0.9995:
         return "> 99.9 %"
-    if probability < 0.001:
+    if probability < 0.0005:
         return "< 0.1 %"
+    if probability > 0.99 or probability < 0.01:
+        return f"{probability * 100:.1f} %"
     return f"{probability * 100:.0f} %"
 
 
@@ -145,24 +149,24 @@ def _gain(goal: str, variant: dict[str, Any], control: str, view: View) -> str:
     lift = versus.get("rel_lift")
     if lift is None:
         return f"{variant['key']} leads on {goal}."
-    more = "more" if lift >= 0 else "fewer"
-    band = interval(versus.get("rel_lift_ci"), signed=True)
+    better = "better" if lift >= 0 else "worse"
+    band = interval(versus.get("rel_lift_ci"), signed=True, digits=0, word="and")
     within = f" (likely between {band})" if band else ""
     return (
-        f"{variant['key']} gets {percent(abs(lift), digits=0)} {more} {goal} than {control}"
-        f"{within}; {how_sure(versus, control, view)}."
+        f"{variant['key']} converts {percent(abs(lift), digits=0)} {better} than {control} "
+        f"on {goal}{within}; {how_sure(versus, control, view)}."
     )
 
 
 def _spread(goal: dict[str, Any], control: str, view: View) -> str:
     bands = [
-        f"{v['key']}: {interval(v['vs_control'].get('rel_lift_ci'), signed=True)}"
+        f"between {interval(v['vs_control'].get('rel_lift_ci'), True, 0, 'and')} for {v['key']}"
         for v in goal["variants"]
         if v["vs_control"] and v["vs_control"].get("rel_lift_ci")
     ]
     if not bands:
         return f"The variants convert alike on {goal['key']}."
-    return f"Lift over {control}, likely between " + "; ".join(bands) + "."
+    return f"The lift over {control} is likely " + "; ".join(bands) + ": too small to matter."
 
 
 def method_words(settings: AnalysisSettings) -> str:
