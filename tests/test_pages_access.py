@@ -129,7 +129,9 @@ def test_the_cookie_opens_the_api_but_not_cross_site_writes(anonymous_client: Fl
     log_in(anonymous_client, ADMIN_PASSWORD)
     assert anonymous_client.get("/api/experiments/shop/results.csv").status_code == 200
     events = {"events": [{"type": "exposure", "visitor": "a", "experiment": "shop"}]}
-    evil = anonymous_client.post("/api/events", json=events, headers={"Origin": "https://evil.example"})
+    evil = anonymous_client.post(
+        "/api/events", json=events, headers={"Origin": "https://evil.example"}
+    )
     assert_error(evil, 403, "cross_site_request")
     assert anonymous_client.post("/api/events", json=events).status_code == 200
 

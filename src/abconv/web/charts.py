@@ -61,8 +61,8 @@ def nice_step(rough: float) -> float:
     """The 1, 2 or 5 times a power of ten nearest above ``rough``."""
     if rough <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(rough))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough * 0.999)
+    power = 10.0 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= rough * 0.999)
 
 
 def percent_label(value: float, signed: bool = True, step: float = 0.01) -> str:
@@ -297,7 +297,9 @@ def funnel(pair: dict[str, Any]) -> Funnel:
             )
         )
     verdicts = [_funnel_verdict(pair, v) for v in pair["variants"] if v.get("vs_control")]
-    return Funnel(pair["soft"], pair["hard"], pair.get("summary", ""), bars, TOP + row * len(bars), verdicts)
+    return Funnel(
+        pair["soft"], pair["hard"], pair.get("summary", ""), bars, TOP + row * len(bars), verdicts
+    )
 
 
 def _share(rate: float | None, visitors: int) -> str:

@@ -69,8 +69,8 @@ def _row(experiment: Experiment) -> Row:
 def results(key: str) -> str:
     experiment = services().experiment(key)
     document = reports.results_document(services(), key)
-    view = request.args.get("view")
-    if view not in ("bayesian", "frequentist"):
+    view = verdict.VIEWS.get(request.args.get("view", ""))
+    if view is None:
         view = verdict.default_view(experiment.analysis.method)
     progress = document.get("progress")
     goals = sorted(document["goals"], key=lambda g: (g["kind"] != "hard", not g["primary"]))
@@ -86,8 +86,10 @@ def results(key: str) -> str:
         method=verdict.method_words(experiment.analysis),
         warnings=verdict.soft_over_hard(document),
         progress=progress,
-        goals=[(goal, charts.forest(goal["variants"]), charts.densities(goal["variants"]))
-               for goal in goals],  # fmt: skip
+        goals=[
+            (goal, charts.forest(goal["variants"]), charts.densities(goal["variants"]))
+            for goal in goals
+        ],  # fmt: skip
         timeline=_timeline(document),
         funnels=[charts.funnel(pair) for pair in document.get("soft_to_hard") or []],
         variants=[(v, safe_link(v.url)) for v in experiment.variants],

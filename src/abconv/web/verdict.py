@@ -16,6 +16,7 @@ from abconv.analysis_settings import AnalysisSettings
 from abconv.vocabulary import Method
 
 View = Literal["bayesian", "frequentist"]
+VIEWS: dict[str, View] = {"bayesian": "bayesian", "frequentist": "frequentist"}  # ?view=
 SOFT_WIN = 0.95  # chance to beat the control that makes a soft goal "more"
 HARD_LOSS = 0.2  # at or below: the hard goal is "likely fewer"
 
@@ -191,7 +192,7 @@ def method_words(settings: AnalysisSettings) -> str:
 
 
 def soft_over_hard(document: dict[str, Any]) -> list[str]:
-    """"guide: more guide-download, fewer purchase: not shipped." for each variant that
+    """ "guide: more guide-download, fewer purchase: not shipped." for each variant that
     wins a soft goal while a hard goal is likely worse."""
     soft = [g for g in document["goals"] if g["kind"] == "soft"]
     hard = [g for g in document["goals"] if g["kind"] == "hard"]
