@@ -84,7 +84,7 @@ def test_the_view_switch_is_a_link_and_changes_the_words(
     assert '<a href="?view=bayesian" aria-current="page">' in bayesian
     frequentist = page_of(client, "/experiments/shop?view=frequentist")
     assert '<a href="?view=frequentist" aria-current="page">' in frequentist
-    assert "(likely between +6 % and +44 %); p = 0.0058." in frequentist
+    assert "(likely between +6 % and +44 %); p = 0.0058, unlikely to be chance." in frequentist
     assert "95 % confidence interval" in frequentist and "credible" not in frequentist
     assert page_of(client, "/experiments/shop?view=<x>") == bayesian  # unknown: the default
 

@@ -58,7 +58,7 @@ def _row(experiment: Experiment) -> Row:
         experiment,
         sum(v["visitors"] for v in goal["variants"]),
         progress.get("days_running"),
-        verdict.leader(goal, view),
+        verdict.leader(goal, view, experiment.analysis.alpha),
         verdict.verdict(document, experiment.analysis, view, progress.get("days_left")),
         None,
     )

@@ -79,7 +79,7 @@ def primary_goal(document: dict[str, Any]) -> dict[str, Any]:
     return next(goal for goal in document["goals"] if goal["primary"])
 
 
-def leader(goal: dict[str, Any], view: View) -> Leader | None:
+def leader(goal: dict[str, Any], view: View, alpha: float = 0.05) -> Leader | None:
     """The variant with the highest rate on ``goal``; ``None`` without visitors."""
     variants = [v for v in goal["variants"] if v["visitors"] and v["rate"] is not None]
     if not variants:
@@ -89,13 +89,18 @@ def leader(goal: dict[str, Any], view: View) -> Leader | None:
     if best["control"]:
         return Leader(best["key"], True, "", "")
     return Leader(best["key"], False, percent(best["vs_control"]["rel_lift"], True, 0),
-                  how_sure(best["vs_control"], control["key"], view))  # fmt: skip
+                  how_sure(best["vs_control"], control["key"], view, alpha))  # fmt: skip
 
 
-def how_sure(versus: dict[str, Any], control: str, view: View) -> str:
+def how_sure(versus: dict[str, Any], control: str, view: View, alpha: float = 0.05) -> str:
+    """ "96 % chance to beat trial", or "p = 0.083, could be chance"."""
     if view == "bayesian":
         return f"{chance(versus.get('chance_to_beat_control'))} chance to beat {control}"
-    return f"p = {p_value(versus.get('p_value'))}"
+    given = versus.get("p_value")
+    if given is None:
+        return "p = –"
+    meaning = "unlikely to be chance" if given < alpha else "could be chance"
+    return f"p = {p_value(given)}, {meaning}"
 
 
 def verdict(
@@ -109,7 +114,7 @@ def verdict(
         winner = next(v for v in goal["variants"] if v["key"] == decision["winner"])
         return Verdict(
             "winner", f"Ship {winner['key']}", f"{winner['key']} wins on {goal['key']}",
-            _gain(goal["key"], winner, control["key"], view),
+            _gain(goal["key"], winner, control["key"], view, settings.alpha),
             f"Show {winner['key']} to everyone: in the experiment file set "
             f'status = "concluded" and winner = "{winner["key"]}".',
         )  # fmt: skip
@@ -121,7 +126,7 @@ def verdict(
             "Find out why (a redirect that loses visitors, a bot, a cache) before reading any "
             "figure below; then start the experiment again.",
         )  # fmt: skip
-    best = leader(goal, view)
+    best = leader(goal, view, settings.alpha)
     if status == "no_difference":
         return Verdict(
             "no_difference", "No difference", f"No variant changes {goal['key']} enough to matter",
@@ -138,14 +143,14 @@ def verdict(
         detail = f"So far no variant does better than {control['key']} on {goal['key']}."
     else:
         leading = next(v for v in goal["variants"] if v["key"] == best.key)
-        detail = "So far " + _gain(goal["key"], leading, control["key"], view)
+        detail = "So far " + _gain(goal["key"], leading, control["key"], view, settings.alpha)
     return Verdict(
         "keep_running", "Keep running", "No winner yet", detail,
         wait + ". Stopping at the first good-looking day picks winners that are not there.",
     )  # fmt: skip
 
 
-def _gain(goal: str, variant: dict[str, Any], control: str, view: View) -> str:
+def _gain(goal: str, variant: dict[str, Any], control: str, view: View, alpha: float) -> str:
     versus = variant["vs_control"]
     lift = versus.get("rel_lift")
     if lift is None:
@@ -155,7 +160,7 @@ def _gain(goal: str, variant: dict[str, Any], control: str, view: View) -> str:
     within = f" (likely between {band})" if band else ""
     return (
         f"{variant['key']} converts {percent(abs(lift), digits=0)} {better} than {control} "
-        f"on {goal}{within}; {how_sure(versus, control, view)}."
+        f"on {goal}{within}; {how_sure(versus, control, view, alpha)}."
     )
 
 
