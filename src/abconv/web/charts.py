@@ -24,6 +24,7 @@ WIDTH = 480.0
 LABEL_WIDTH = 130.0  # variant names left of the plot
 RIGHT = WIDTH - 16.0
 ROW = 48.0
+FOREST_ROW = 56.0
 TOP = 28.0
 HEIGHT = 180.0
 LIFT_LIMITS = (-1.0, 3.0)  # lifts past +300 % are drawn at the edge
@@ -104,12 +105,12 @@ def forest(variants: Sequence[dict[str, Any]]) -> Forest:
     low = max(min(values), LIFT_LIMITS[0])
     high = min(max(values), LIFT_LIMITS[1])
     pad = (high - low) * 0.08
-    axis = Axis(max(low - pad, LIFT_LIMITS[0]), high + pad, LABEL_WIDTH, RIGHT)
+    axis = Axis(max(low - pad, LIFT_LIMITS[0]), high + pad, 16.0, RIGHT)
     rows = []
     for index, variant in enumerate(variants):
         versus = variant["vs_control"] or {}
         lift, interval = versus.get("rel_lift"), versus.get("rel_lift_ci") or [None, None]
-        y = TOP + ROW * index + ROW / 2
+        y = TOP + FOREST_ROW * index + FOREST_ROW * 0.7  # the bar; its words above it
         if variant["control"]:
             rows.append(ForestRow(variant["key"], index, True, y, axis.at(0.0), None, None, ""))
             continue
@@ -118,7 +119,7 @@ def forest(variants: Sequence[dict[str, Any]]) -> Forest:
         point = None if lift is None else axis.at(lift)
         label = lift_label(lift, interval)
         rows.append(ForestRow(variant["key"], index, False, y, point, low_x, high_x, label))
-    return Forest(rows, axis.at(0.0), axis.ticks(), TOP + ROW * len(variants) + 8)
+    return Forest(rows, axis.at(0.0), axis.ticks(), TOP + FOREST_ROW * len(variants) + 4)
 
 
 def lift_label(lift: float | None, interval: Sequence[float | None]) -> str:
