@@ -15,6 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from abconv import reports
+from abconv.analysis_settings import AnalysisSettings
+from abconv.web import verdict
+from abconv.web.pages import safe_link
 from tests.full_results import full_document
 
 XSS = '<script>alert("x")</script>'
@@ -171,3 +174,50 @@ def test_the_csv_neutralises_formulas_in_goal_keys(
     rows = client.get("/api/experiments/shop/results.csv").get_data(as_text=True).splitlines()
     goals = {row.split(",")[0] for row in rows[1:]}
     assert goals == {"'=HYPERLINK(1)", "'+cmd", "'@sum"}
+
+
+@pytest.mark.parametrize(
+    ("status", "winner", "badge", "headline", "action"),
+    [
+        ("winner", "B", "Ship B", "B wins on purchase", 'winner = "B"'),
+        ("no_difference", None, "No difference", "No variant changes purchase enough to matter",
+         "End the test and keep control"),
+        ("invalid", None, "Do not trust", "These results cannot be trusted", "Find out why"),
+        ("keep_running", None, "Keep running", "No winner yet", "about 41 more days"),
+    ],
+)  # fmt: skip
+def test_each_decision_in_plain_words(
+    status: str, winner: str | None, badge: str, headline: str, action: str
+) -> None:
+    document = full_document()
+    document["decision"].update(status=status, winner=winner)
+    said = verdict.verdict(document, AnalysisSettings(), "bayesian", days_left=41)
+    assert (said.tone, said.badge, said.headline) == (status, badge, headline)
+    assert action in said.action
+    if status == "winner":
+        assert said.detail == (
+            "B converts 23 % better than control on purchase (likely between +6 % and +44 %); "
+            "99.7 % chance to beat control."
+        )
+    if status == "no_difference":
+        assert said.detail.startswith(
+            "The lift over control is likely between +6 % and +44 % for B"
+        )
+
+
+def test_a_leader_is_said_with_its_p_value_in_the_frequentist_view() -> None:
+    purchase = verdict.primary_goal(full_document())
+    leader = verdict.leader(purchase, "frequentist", alpha=0.001)
+    assert leader == verdict.Leader("B", False, "+23 %", "p = 0.0058, could be chance")
+    assert verdict.leader(purchase, "frequentist") == verdict.Leader(
+        "B", False, "+23 %", "p = 0.0058, unlikely to be chance"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "link"),
+    [("https://shop.example/a", "https://shop.example/a"), ("/signup/b?tour=1", "/signup/b?tour=1"),
+     ("javascript:alert(1)", None), ("//evil.example", None), (None, None)],
+)  # fmt: skip
+def test_only_page_urls_become_links(url: str | None, link: str | None) -> None:
+    assert safe_link(url) == link
