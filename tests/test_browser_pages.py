@@ -157,4 +157,8 @@ def test_every_chart_has_one_series_per_variant(browser: Any, full_server: str, 
     }  # fmt: skip
     assert page.locator(".decision-sentence").inner_text() == "No winner yet"
     assert "41 days left" in page.locator(".progress").inner_text()
+    page.emulate_media(media="print")  # on paper: no header, no view switch, charts kept
+    assert not page.locator(".view-switch").is_visible()
+    assert page.locator("svg.chart-timeline").is_visible()
+    page.screenshot(path=str(ARTIFACTS / f"results-full-print-{width}.png"), full_page=True)
     page.context.close()
