@@ -94,10 +94,8 @@ def test_shares_within_z_3_29_of_their_targets_over_100k_ids_and_nobody_in_two()
 
 def test_variants_still_split_by_weight_inside_a_share() -> None:
     experiments = [layered("hero", 1, 0.5), layered("button", 2, 0.5)]
-    picked = [variant for v in IDS[:20_000] for key, variant in where(experiments, v)]
-    hero = [
-        variant for v in IDS[:20_000] for key, variant in where(experiments, v) if key == "hero"
-    ]
+    picked = [found for v in IDS[:20_000] for found in where(experiments, v)]
+    hero = [variant for key, variant in picked if key == "hero"]
     assert len(picked) == 20_000  # the shares fill the layer: everybody is in one
     # The layer hash and the variant hash are independent: 1:1 inside hero's share.
     assert stats.binomtest(hero.count("trial"), len(hero), 0.5).pvalue > 0.001
