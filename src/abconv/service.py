@@ -152,7 +152,9 @@ def _one_experiment_per_layer(
     layer is kept out (the control, not recorded) when they have a stored
     exposure in another experiment of that layer: once enrolled in one, a
     visitor stays there whatever the shares say now (a slot inserted, a share
-    resized). The hash alone already puts a visitor in at most one share."""
+    resized). The hash alone already puts a visitor in at most one share.
+    Costs one read when the hash would enrol the visitor in a layered
+    experiment (the store's cache keeps no absences)."""
     layers = {
         e.key: services.experiments.layer(e.layer)
         for e in experiments
