@@ -261,3 +261,16 @@ def test_the_definition_names_its_layer() -> None:
     assert layered("hero", 2, 0.5).to_dict()["layer_slot"] == 2
     plain = parse_experiment(experiment_toml("hero"), "hero.toml").to_dict()
     assert plain["layer"] is None and plain["layer_slot"] is None
+
+
+def test_the_registry_logs_a_layer_problem_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_layered(tmp_path, "hero", 1, 0.8)
+    write_layered(tmp_path, "button", 2, 0.3)
+    registry = ExperimentRegistry(tmp_path)
+    with caplog.at_level("WARNING"):
+        registry.refresh()
+        registry.refresh()
+    logged = [r.getMessage() for r in caplog.records if "shares sum to 1.1" in r.getMessage()]
+    assert len(logged) == 1 and "button.toml:8" in logged[0]
