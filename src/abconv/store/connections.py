@@ -44,7 +44,9 @@ class Database:
         self.engine = _create_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # The dialect's INSERT, which has ON CONFLICT (both dialects spell it alike).
-        self.insert: Callable[[sa.Table], Any] = sqlite.insert if self.is_sqlite else postgresql.insert
+        self.insert: Callable[[sa.Table], Any] = (
+            sqlite.insert if self.is_sqlite else postgresql.insert
+        )
         self.writer_lock: SqliteWriterLock | None = None
         self.hot: SqliteHotPath | None = None
         if self.is_sqlite:

@@ -60,7 +60,13 @@ def result_counts(conn: Connection, experiment: str) -> ResultCounts:
     both = {
         (first, then, variant): (n, after)
         for variant, first, then, n, after in _rows(
-            conn, ROLLUP_PAIR, experiment, "variant", "first_goal", "then_goal", "both",
+            conn,
+            ROLLUP_PAIR,
+            experiment,
+            "variant",
+            "first_goal",
+            "then_goal",
+            "both",
             "then_after_first",
         )  # fmt: skip
     }
@@ -89,8 +95,6 @@ def _pair(
     )
 
 
-def _rows(
-    conn: Connection, table: sa.Table, experiment: str, *names: str
-) -> list[tuple[Any, ...]]:
+def _rows(conn: Connection, table: sa.Table, experiment: str, *names: str) -> list[tuple[Any, ...]]:
     query = sa.select(*(table.c[name] for name in names)).where(table.c.experiment == experiment)
     return [tuple(row) for row in conn.execute(query).all()]

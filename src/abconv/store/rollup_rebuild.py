@@ -89,9 +89,7 @@ def _exposures(conn: Connection, key: str, day: Any) -> None:
     _into(
         conn,
         ROLLUP_EXPOSURE,
-        sa.select(
-            e.experiment, e.variant, on_day.label("day"), sa.func.count().label("visitors")
-        )
+        sa.select(e.experiment, e.variant, on_day.label("day"), sa.func.count().label("visitors"))
         .where(e.experiment == key)
         .group_by(e.experiment, e.variant, on_day),
     )

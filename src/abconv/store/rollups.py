@@ -103,8 +103,8 @@ class Rollups:
             index_elements=_primary_key(ROLLUP_VISITOR_GOAL),
             set_={name: state.excluded[name] for name in _values(ROLLUP_VISITOR_GOAL)},
         )
-        visitor = sa.bindparam("visitor")
-        experiment = sa.bindparam("experiment")
+        visitor: sa.BindParameter[str] = sa.bindparam("visitor")
+        experiment: sa.BindParameter[str] = sa.bindparam("experiment")
         # Serialises one visitor's events on PostgreSQL (SQLite renders no FOR UPDATE:
         # its writers already queue on the file lock).
         self._lock_visitor = (
@@ -159,7 +159,9 @@ class Rollups:
 _STATE_FIELDS = tuple(VisitorGoal.__dataclass_fields__)
 
 
-def _goal_delta(before: VisitorGoal | None, after: VisitorGoal, cap: float | None) -> dict[str, Any]:
+def _goal_delta(
+    before: VisitorGoal | None, after: VisitorGoal, cap: float | None
+) -> dict[str, Any]:
     old = (0.0, 0.0, 0.0, 0) if before is None else capped_powers(before.total, cap)
     new = capped_powers(after.total, cap)
     return {
