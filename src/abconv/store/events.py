@@ -149,12 +149,11 @@ class Events:
         A conversion whose (visitor, event_id, experiment) is stored already
         changes nothing.
         """
-        new = []
-        for row in rows:
-            stored = len(conn.execute(self._insert_conversion, row.__dict__).all()) == 1
-            if stored:
-                self.rollups.conversion_added(conn, row)
-            new.append(stored)
+        rows = list(rows)
+        new = [len(conn.execute(self._insert_conversion, row.__dict__).all()) == 1 for row in rows]
+        self.rollups.conversions_added(
+            conn, [row for row, is_new in zip(rows, new, strict=True) if is_new]
+        )
         return new
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:

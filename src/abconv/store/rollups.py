@@ -103,23 +103,22 @@ class Rollups:
             index_elements=_primary_key(ROLLUP_VISITOR_GOAL),
             set_={name: state.excluded[name] for name in _values(ROLLUP_VISITOR_GOAL)},
         )
-        visitor: sa.BindParameter[str] = sa.bindparam("visitor")
-        experiment: sa.BindParameter[str] = sa.bindparam("experiment")
-        # Serialises one visitor's events on PostgreSQL (SQLite renders no FOR UPDATE:
-        # its writers already queue on the file lock).
-        self._lock_visitor = (
-            sa.select(EXPOSURE.c.id)
-            .where(EXPOSURE.c.visitor == visitor, EXPOSURE.c.experiment == experiment)
+        # Every row of a batch's visitors and experiments, read (and locked) at once.
+        pairs: sa.BindParameter[Any] = sa.bindparam("pairs", expanding=True)
+        keys: sa.BindParameter[Any] = sa.bindparam("experiments", expanding=True)
+        exposure, state = EXPOSURE.c, ROLLUP_VISITOR_GOAL.c
+        # Serialises one visitor's events on PostgreSQL, in one order for all writers
+        # (SQLite renders no FOR UPDATE: its writers already queue on the file lock).
+        self._lock_visitors = (
+            sa.select(exposure.id)
+            .where(sa.tuple_(exposure.experiment, exposure.visitor).in_(pairs))
+            .order_by(exposure.experiment, exposure.visitor)
             .with_for_update()
         )
         self._states = sa.select(
-            *(ROLLUP_VISITOR_GOAL.c[n] for n in VisitorGoal.__dataclass_fields__)
-        ).where(
-            ROLLUP_VISITOR_GOAL.c.experiment == experiment, ROLLUP_VISITOR_GOAL.c.visitor == visitor
-        )
-        self._cap = sa.select(ROLLUP_CAP.c.cap).where(
-            ROLLUP_CAP.c.experiment == experiment, ROLLUP_CAP.c.goal == sa.bindparam("goal")
-        )
+            state.experiment, state.visitor, *(state[n] for n in _STATE_FIELDS)
+        ).where(sa.tuple_(state.experiment, state.visitor).in_(pairs))
+        self._caps = sa.select(ROLLUP_CAP).where(ROLLUP_CAP.c.experiment.in_(keys))
 
     def exposures_added(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
         """Count new exposures, given as (experiment, variant, created_at)."""
@@ -128,35 +127,102 @@ class Rollups:
             conn.execute(
                 self._add_exposures,
                 [{"experiment": e, "variant": v, "day": d, "visitors": n}
-                 for (e, v, d), n in days.items()],
+                 for (e, v, d), n in sorted(days.items())],
             )  # fmt: skip
 
-    def conversion_added(self, conn: Connection, row: NewConversion) -> None:
-        """Apply a new conversion row (never a duplicate: the caller stored it just now)."""
-        key = {"experiment": row.experiment, "visitor": row.visitor}
+    def conversions_added(self, conn: Connection, rows: Sequence[NewConversion]) -> None:
+        """Apply new conversion rows (never duplicates: the caller stored them just now),
+        in order, merged into one upsert per rollup table, rows in key order."""
+        if not rows:
+            return
+        pairs = sorted({(row.experiment, row.visitor) for row in rows})
         if not self.database.is_sqlite:
-            conn.execute(self._lock_visitor, key)
-        states = {r.goal: VisitorGoal(*r) for r in conn.execute(self._states, key).all()}
-        cap = conn.execute(self._cap, {**key, "goal": row.goal}).scalar()
-        before = states.pop(row.goal, None)
-        after = first_state(row) if before is None else before.adding(row)
-        scope = {"experiment": row.experiment, "variant": row.variant}
-        conn.execute(
-            self._put_state,
-            {**key, "variant": row.variant, **{n: getattr(after, n) for n in _STATE_FIELDS}},
-        )
-        conn.execute(self._add_goal, {**scope, **_goal_delta(before, after, cap)})
-        conn.execute(
-            self._add_goal_day,
-            [{**scope, "goal": row.goal, "day": d, "converting": c, "events": n}
-             for d, (c, n) in _day_deltas(before, after, row.created_at.date()).items()],
+            conn.execute(self._lock_visitors, {"pairs": pairs})
+        batch = _Batch(
+            {(r.experiment, r.visitor, r.goal): VisitorGoal(*r[2:])
+             for r in conn.execute(self._states, {"pairs": pairs})},
+            {(r.experiment, r.goal): r.cap
+             for r in conn.execute(self._caps, {"experiments": sorted({e for e, _ in pairs})})},
         )  # fmt: skip
-        pairs = _pair_deltas(before, after, states.values())
-        if pairs:
-            conn.execute(self._add_pair, [{**scope, **pair} for pair in pairs])
+        for row in rows:
+            batch.add(row)
+        for statement, changes in (
+            (self._put_state, batch.states),
+            (self._add_goal, batch.goals),
+            (self._add_goal_day, batch.days),
+            (self._add_pair, batch.pairs),
+        ):
+            if changes:
+                conn.execute(statement, [changes[key] for key in sorted(changes)])
 
 
 _STATE_FIELDS = tuple(VisitorGoal.__dataclass_fields__)
+_GOAL_SUMS = (
+    "converting", "events", "value_sum", "value_sum_squares", "value_sum_cubes", "capped_visitors",
+)  # fmt: skip
+
+
+class _Batch:
+    """The changes of a batch of conversions, merged by the key of the row they change."""
+
+    def __init__(
+        self,
+        states: dict[tuple[str, str, str], VisitorGoal],
+        caps: dict[tuple[str, str], float],
+    ) -> None:
+        self.known = states
+        self.caps = caps
+        self.states: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.goals: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.days: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.pairs: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def add(self, row: NewConversion) -> None:
+        key = (row.experiment, row.visitor, row.goal)
+        before = self.known.get(key)
+        after = first_state(row) if before is None else before.adding(row)
+        self.known[key] = after
+        self.states[key] = {
+            "experiment": row.experiment, "visitor": row.visitor, "variant": row.variant,
+            **{n: getattr(after, n) for n in _STATE_FIELDS},
+        }  # fmt: skip
+        scope = {"experiment": row.experiment, "variant": row.variant}
+        cap = self.caps.get((row.experiment, row.goal))
+        goal = _goal_delta(before, after, cap)
+        self._merge(self.goals, (row.experiment, row.variant, row.goal), scope, goal, _GOAL_SUMS)
+        for day, (converting, events) in _day_deltas(before, after, row.created_at.date()).items():
+            self._merge(
+                self.days, (row.experiment, row.variant, row.goal, day), scope,
+                {"goal": row.goal, "day": day, "converting": converting, "events": events},
+                ("converting", "events"),
+            )  # fmt: skip
+        others = (
+            state
+            for (experiment, visitor, goal), state in self.known.items()
+            if (experiment, visitor) == (row.experiment, row.visitor) and goal != row.goal
+        )
+        for pair in _pair_deltas(before, after, others):
+            self._merge(
+                self.pairs, (row.experiment, row.variant, pair["first_goal"], pair["then_goal"]),
+                scope, pair, ("both", "then_after_first"),
+            )  # fmt: skip
+
+    @staticmethod
+    def _merge(
+        into: dict[tuple[Any, ...], dict[str, Any]],
+        key: tuple[Any, ...],
+        scope: dict[str, str],
+        delta: dict[str, Any],
+        counters: tuple[str, ...],
+    ) -> None:
+        stored = into.get(key)
+        if stored is None:
+            into[key] = {**scope, **delta}
+            return
+        for name in counters:
+            stored[name] += delta[name]
+        if "kind" in delta:
+            stored["kind"] = max(stored["kind"], delta["kind"])
 
 
 def _goal_delta(
