@@ -5,6 +5,7 @@ servers starting together migrate once."""
 from __future__ import annotations
 
 import threading
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlmodel import SQLModel
 
 from abconv import create_app
 from abconv.cli import cli
-from abconv.store import Store, schema
+from abconv.store import DayCounts, GoalCounts, Store, schema
 
 # The tables exactly as the release before migrations created them
 # (SQLModel.metadata.create_all), constraint names included.
@@ -93,6 +94,15 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
         assert all_rows(store) == before
         with store.engine.connect() as conn:
             assert schema.current(conn) == schema.head()
+        # The rollups are built from the old rows.
+        counts = store.result_counts("shop", {})
+        assert counts.visitors == {"guide": 1, "trial": 1}
+        assert counts.goals == {
+            ("purchase", "guide"): GoalCounts(1, 1, 49.9, 49.9 * 49.9, 49.9 * 49.9 * 49.9, 0)
+        }
+        assert counts.days == [
+            DayCounts(date(2026, 1, 1), {"guide": 1, "trial": 1}, {("purchase", "guide"): 1})
+        ]
         client = app.test_client()
         # The new constraint: mallory's "order-1001" is her own event...
         event = {"visitor": "mallory", "goal": "purchase", "value": 7, "event_id": "order-1001"}
@@ -105,6 +115,7 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
         alice = client.post("/api/convert", json={**event, "visitor": "alice"}).get_json()
         assert alice["duplicate"] is True and alice["recorded"][0]["value"] == 49.9
         assert store.count_rows("conversion") == 2
+        assert store.result_counts("shop", {}).goals[("purchase", "trial")].value_sum == 7
     finally:
         store.dispose()
 
@@ -184,7 +195,9 @@ def test_a_migration_that_fails_half_way_changes_nothing(database_url: str) -> N
         with store.engine.connect() as conn:
             assert schema.current(conn) is None
             unique = sa.inspect(conn).get_unique_constraints("conversion")
+            tables = set(sa.inspect(conn).get_table_names())
         assert [u["name"] for u in unique] == ["uq_conversion_event"]
+        assert tables == {"exposure", "conversion"}  # no rollup table left behind
         assert all_rows(store) == before
     finally:
         store.dispose()
