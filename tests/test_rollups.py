@@ -4,6 +4,7 @@ duplicates and backfilled timestamps."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import random
@@ -374,3 +375,15 @@ def test_concurrent_writers_keep_the_rollups_of_one_visitor_right(database_url: 
     finally:
         for store in stores:
             store.dispose()
+
+
+def test_the_results_bench_runs_on_a_tiny_database() -> None:
+    """``bench/bench_results.py`` at 300 exposures, one call: it fills, rebuilds and
+    measures (the figures themselves are not checked: no timed assertions)."""
+    path = Path(__file__).parents[1] / "bench" / "bench_results.py"
+    spec = importlib.util.spec_from_file_location("bench_results", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    figures = bench.measure(300, calls=1)
+    assert set(figures) == {"fill_s", "rollups_ms", "route_ms"}
