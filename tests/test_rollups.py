@@ -364,11 +364,18 @@ def test_concurrent_writers_keep_the_rollups_of_one_visitor_right(database_url: 
     batches = [sent_rows[i:j] for i, j in itertools.pairwise([0, *cuts, len(sent_rows)])]
     try:
         with ThreadPoolExecutor(8) as pool:
+            # Meanwhile the file's cap changes back and forth, as results are read.
+            recaps = pool.submit(
+                lambda: [stores[1].result_counts("shop", {"purchase": 3.0} if i % 2 else {})
+                         for i in range(20)]
+            )  # fmt: skip
             list(pool.map(lambda ib: stores[ib[0] % 4].record_conversions(ib[1]),
                           enumerate(batches)))  # fmt: skip
+            recaps.result()
         for row in events:
             sent.convert(row)
-        assert_same(stores[0].result_counts("shop", {}), sent.counts({}))
+        for caps in ({"purchase": 3.0}, {}, {"purchase": 4.0}):
+            assert_same(stores[0].result_counts("shop", caps), sent.counts(caps))
         incremental = rollup_rows(stores[0], "shop")
         stores[0].rebuild_rollups("shop")
         assert_same_rows(rollup_rows(stores[0], "shop"), incremental)

@@ -22,7 +22,7 @@ from abconv.store import results, schema
 from abconv.store.connections import Database, normalise_url, utcnow
 from abconv.store.counts import ResultCounts
 from abconv.store.events import Events
-from abconv.store.rollup_rebuild import rebuild
+from abconv.store.rollup_rebuild import rebuild, recap
 from abconv.store.rollups import Rollups
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
@@ -103,14 +103,21 @@ class Store:
         """The experiment's counts for its results, from the rollups alone.
 
         ``caps`` (goal → cap) are the experiment file's; when they differ from
-        the caps the rollups were built with, the experiment's rollups are
-        rebuilt with them first (once: the new caps are recorded).
+        the caps the rollups were built with, the per-goal totals are first
+        recomputed with them from the visitors' totals (once: the new caps are
+        recorded), not from the events.
         """
         wanted = {goal: float(cap) for goal, cap in caps.items()}
         with self.database.reading() as conn:
             built_with = results.recorded_caps(conn, experiment)
         if built_with != wanted:
-            self.rebuild_rollups(experiment, {experiment: wanted})
+            with self.database.writing() as conn:
+                if not self.is_sqlite:
+                    # Writers of conversions read the caps before they change a
+                    # visitor's total: those in flight finish first, later ones
+                    # wait and read the new caps.
+                    conn.execute(sa.text("LOCK TABLE rollup_cap IN ACCESS EXCLUSIVE MODE"))
+                recap(conn, experiment, wanted)
         with self.database.reading() as conn:
             return results.result_counts(conn, experiment)
 

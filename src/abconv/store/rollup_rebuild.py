@@ -55,6 +55,21 @@ def rebuild(
     return experiments
 
 
+def recap(conn: Connection, experiment: str, caps: Mapping[str, float]) -> None:
+    """Record ``caps`` (goal → cap) for ``experiment`` and recompute ``rollup_goal``,
+    the one rollup they change, from the visitors' totals: no scan of events.
+    The caller holds the writers of conversions out (see
+    :meth:`abconv.store.Store.result_counts`)."""
+    for table in (ROLLUP_GOAL, ROLLUP_CAP):
+        conn.execute(table.delete().where(table.c.experiment == experiment))
+    if caps:
+        conn.execute(
+            ROLLUP_CAP.insert(),
+            [{"experiment": experiment, "goal": g, "cap": float(c)} for g, c in caps.items()],
+        )
+    _goals(conn, experiment)
+
+
 def _experiments(conn: Connection) -> list[str]:
     keys = sa.union(
         *(sa.select(table.c.experiment) for table in (EXPOSURE, CONVERSION, *ROLLUP_TABLES))

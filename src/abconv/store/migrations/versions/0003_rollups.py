@@ -2,7 +2,7 @@
 
 Tables as in :mod:`abconv.store.tables`; they are filled by
 :func:`abconv.store.rollup_rebuild.rebuild` (no caps recorded: the first
-read of an experiment whose goals have a cap rebuilds it with them).
+read of an experiment whose goals have a cap applies them).
 
 Revision ID: 0003
 Revises: 0002
