@@ -394,3 +394,35 @@ def test_the_results_bench_runs_on_a_tiny_database() -> None:
     spec.loader.exec_module(bench)
     figures = bench.measure(300, calls=1)
     assert set(figures) == {"fill_s", "rollups_ms", "route_ms"}
+
+
+def test_a_goal_whose_kind_changed_counts_as_soft_as_the_rebuild_says(store: Store) -> None:
+    store.record_exposures("alice", {"shop": "a"}, at(0))
+    store.record_exposures("bob", {"shop": "a"}, at(0))
+    rows = [
+        NewConversion("shop", "a", "alice", "signup", "hard", None, None, at(1)),
+        NewConversion("shop", "a", "bob", "signup", "soft", None, None, at(1)),  # file changed
+        NewConversion("shop", "a", "bob", "purchase", "hard", 5.0, None, at(2)),
+    ]
+    store.record_conversions(rows)
+    incremental = rollup_rows(store, "shop")
+    assert {row[2]: row[3] for row in incremental["rollup_goal"]} == {
+        "purchase": "hard",
+        "signup": "soft",
+    }
+    assert store.result_counts("shop", {}).pairs == [PairCounts("signup", "purchase", "a", 2, 1, 0)]
+    store.rebuild_rollups("shop")
+    assert rollup_rows(store, "shop") == incremental
+
+
+def test_abconv_rollups_rebuild_names_an_unreachable_database(tmp_path: Path) -> None:
+    env = {
+        "ABCONV_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "ABCONV_EXPERIMENTS_DIR": str(tmp_path),
+    }
+    result = CliRunner().invoke(cli, ["rollups", "rebuild"], env=env)
+    assert result.exit_code == 1
+    assert "Error: database postgresql://nobody@127.0.0.1:1/none cannot be rebuilt: " in (
+        result.output
+    )
+    assert "Traceback" not in result.output
