@@ -2,7 +2,10 @@
 
 Tables as in :mod:`abconv.store.tables`; they are filled by
 :func:`abconv.store.rollup_rebuild.rebuild` (no caps recorded: the first
-read of an experiment whose goals have a cap applies them).
+read of an experiment whose goals have a cap applies them). That function
+writes the tables of the newest code: a later revision that changes them
+must move this call into itself (leaving the tables empty here), or an
+upgrade from before 0003 would rebuild into tables not yet changed.
 
 Revision ID: 0003
 Revises: 0002
