@@ -10,8 +10,8 @@ recomputed), :mod:`~abconv.store.results` (reads for results).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from abconv.store import results, schema
 from abconv.store.connections import Database, normalise_url, utcnow
 from abconv.store.counts import ResultCounts
 from abconv.store.events import Events
-from abconv.store.rollup_rebuild import rebuild, recap
 from abconv.store.rollups import Rollups
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
@@ -111,13 +110,7 @@ class Store:
         with self.database.reading() as conn:
             built_with = results.recorded_caps(conn, experiment)
         if built_with != wanted:
-            with self.database.writing() as conn:
-                if not self.is_sqlite:
-                    # Writers of conversions read the caps before they change a
-                    # visitor's total: those in flight finish first, later ones
-                    # wait and read the new caps.
-                    conn.execute(sa.text("LOCK TABLE rollup_cap IN ACCESS EXCLUSIVE MODE"))
-                recap(conn, experiment, wanted)
+            self.events.rollups.recap(experiment, wanted)
         with self.database.reading() as conn:
             return results.result_counts(conn, experiment)
 
@@ -126,23 +119,9 @@ class Store:
         experiment: str | None = None,
         caps: Mapping[str, Mapping[str, float]] | None = None,
     ) -> list[str]:
-        """Recompute rollups from the raw events in one transaction (see
-        :func:`abconv.store.rollup_rebuild.rebuild`); return the experiments done.
-
-        Writers wait meanwhile: the writers' file lock on SQLite, a SHARE lock
-        on the event tables on PostgreSQL.
-        """
-        with self._rebuilding() as conn:
-            return rebuild(conn, experiment, caps)
-
-    @contextmanager
-    def _rebuilding(self) -> Iterator[Connection]:
-        with self.database.writing() as conn:
-            if not self.is_sqlite:
-                conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
-                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
-                conn.execute(sa.text("LOCK TABLE exposure, conversion IN SHARE MODE"))
-            yield conn
+        """Recompute rollups from the raw events in one transaction; return the
+        experiments done (see :meth:`abconv.store.rollups.Rollups.rebuild`)."""
+        return self.events.rollups.rebuild(experiment, caps)
 
     # -- scans of the events (kept until every reader uses result_counts) ----
 

@@ -20,7 +20,7 @@ in ``rollup_cap`` by the last rebuild.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from abconv.store import rollup_rebuild
 from abconv.store.connections import Database
 from abconv.store.tables import (
     EXPOSURE,
@@ -119,6 +120,33 @@ class Rollups:
             state.experiment, state.visitor, *(state[n] for n in _STATE_FIELDS)
         ).where(sa.tuple_(state.experiment, state.visitor).in_(pairs))
         self._caps = sa.select(ROLLUP_CAP).where(ROLLUP_CAP.c.experiment.in_(keys))
+
+    def rebuild(
+        self,
+        experiment: str | None = None,
+        caps: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> list[str]:
+        """:func:`abconv.store.rollup_rebuild.rebuild` in one transaction, writers
+        held out: the writers' file lock on SQLite, a SHARE lock on the event
+        tables on PostgreSQL (taken when the writers in flight are done)."""
+        with self.database.writing() as conn:
+            if not self.database.is_sqlite:
+                conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+                conn.execute(sa.text("LOCK TABLE exposure, conversion IN SHARE MODE"))
+            return rollup_rebuild.rebuild(conn, experiment, caps)
+
+    def recap(self, experiment: str, caps: Mapping[str, float]) -> None:
+        """:func:`abconv.store.rollup_rebuild.recap` in one transaction.
+
+        On PostgreSQL, writers of conversions read the caps before they change
+        a visitor's total: those in flight finish first, later ones wait for
+        this transaction and read the new caps.
+        """
+        with self.database.writing() as conn:
+            if not self.database.is_sqlite:
+                conn.execute(sa.text("LOCK TABLE rollup_cap IN ACCESS EXCLUSIVE MODE"))
+            rollup_rebuild.recap(conn, experiment, caps)
 
     def exposures_added(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
         """Count new exposures, given as (experiment, variant, created_at)."""
