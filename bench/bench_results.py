@@ -5,9 +5,10 @@ Fills two SQLite databases (3 variants, 4 goals, 60 days; conversions 15 %
 of exposures) by bulk-inserting raw rows and running ``rollups rebuild``,
 then prints the median latency of
 
-- ``rollups``: ``Store.result_counts`` + ``abconv.analyze`` (what the
-  results route does once it reads rollups), and
-- ``route``: ``GET /api/experiments/bench/results`` through the Flask test
+- ``result_counts``: the storage part alone,
+- ``result_counts+analyze``: what the results route does once it reads
+  rollups, and
+- ``results route``: ``GET /api/experiments/bench/results`` through the Flask test
   client with the admin bearer: whatever the route reads today,
 
 for both sizes, with the ratio large / small. Target: ratio <= 1.5.
@@ -176,6 +177,7 @@ def measure(exposures: int, calls: int) -> dict[str, float]:
 
         figures = {
             "fill_s": filled,
+            "counts_ms": median_ms(lambda: services.store.result_counts(KEY, caps), calls),
             "rollups_ms": median_ms(rollups, calls),
             "route_ms": median_ms(route, max(3, calls // 4)),
         }
@@ -192,7 +194,11 @@ def main() -> None:
     logging.disable(logging.INFO)  # the access log of every call
     small, large = measure(args.small, args.calls), measure(args.large, args.calls)
     print(f"{'':24}{args.small:>12,}{args.large:>12,}   ratio")
-    for name, label in (("rollups_ms", "result_counts+analyze"), ("route_ms", "results route")):
+    for name, label in (
+        ("counts_ms", "result_counts"),
+        ("rollups_ms", "result_counts+analyze"),
+        ("route_ms", "results route"),
+    ):
         ratio = large[name] / small[name]
         print(f"{label + ' (ms)':24}{small[name]:12.2f}{large[name]:12.2f}{ratio:8.2f}x")
     print(f"{'fill + rebuild (s)':24}{small['fill_s']:12.1f}{large['fill_s']:12.1f}")
