@@ -276,6 +276,14 @@ def test_results_of_stored_data_out_of_range_answer_409(
     expose(client, {"bob": "trial"}, "other")
     assert client.post("/api/convert", json={"visitor": "bob", "goal": "purchase"}).json
     insert_conversion(app, "alice", value)
+    store = app.extensions["abconv"].store
+    if not store.is_sqlite and value > 1e100:
+        # PostgreSQL refuses the sum of squares: the rebuild changes nothing and says why.
+        with pytest.raises(ValueError, match="overflows the database's arithmetic"):
+            store.rebuild_rollups("shop")
+        assert client.get("/api/experiments/shop/results").status_code == 200
+        return
+    store.rebuild_rollups("shop")  # written around the API: the rollups learn of it
     caplog.clear()  # the info lines of the requests above
     with caplog.at_level(logging.ERROR, logger="abconv.results.document"):
         for route in ("/api/experiments/shop/results", "/api/experiments/shop/results.csv"):

@@ -5,11 +5,13 @@ servers starting together migrate once."""
 from __future__ import annotations
 
 import threading
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
@@ -17,7 +19,7 @@ from sqlmodel import SQLModel
 
 from abconv import create_app
 from abconv.cli import cli
-from abconv.store import Store, schema
+from abconv.store import DayCounts, GoalCounts, PairCounts, Store, schema
 
 # The tables exactly as the release before migrations created them
 # (SQLModel.metadata.create_all), constraint names included.
@@ -93,6 +95,15 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
         assert all_rows(store) == before
         with store.engine.connect() as conn:
             assert schema.current(conn) == schema.head()
+        # The rollups are built from the old rows.
+        counts = store.result_counts("shop", {})
+        assert counts.visitors == {"guide": 1, "trial": 1}
+        assert counts.goals == {
+            ("purchase", "guide"): GoalCounts(1, 1, 49.9, 49.9 * 49.9, 49.9 * 49.9 * 49.9, 0)
+        }
+        assert counts.days == [
+            DayCounts(date(2026, 1, 1), {"guide": 1, "trial": 1}, {("purchase", "guide"): 1})
+        ]
         client = app.test_client()
         # The new constraint: mallory's "order-1001" is her own event...
         event = {"visitor": "mallory", "goal": "purchase", "value": 7, "event_id": "order-1001"}
@@ -105,6 +116,7 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
         alice = client.post("/api/convert", json={**event, "visitor": "alice"}).get_json()
         assert alice["duplicate"] is True and alice["recorded"][0]["value"] == 49.9
         assert store.count_rows("conversion") == 2
+        assert store.result_counts("shop", {}).goals[("purchase", "trial")].value_sum == 7
     finally:
         store.dispose()
 
@@ -184,7 +196,9 @@ def test_a_migration_that_fails_half_way_changes_nothing(database_url: str) -> N
         with store.engine.connect() as conn:
             assert schema.current(conn) is None
             unique = sa.inspect(conn).get_unique_constraints("conversion")
+            tables = set(sa.inspect(conn).get_table_names())
         assert [u["name"] for u in unique] == ["uq_conversion_event"]
+        assert tables == {"exposure", "conversion"}  # no rollup table left behind
         assert all_rows(store) == before
     finally:
         store.dispose()
@@ -194,3 +208,32 @@ def test_abconv_db_upgrade_creates_a_new_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new' / 'abconv.sqlite3'}"
     result = CliRunner().invoke(cli, ["db", "upgrade"], env={"ABCONV_DATABASE_URL": url})
     assert result.exit_code == 0 and result.output == f"database created at {schema.head()}\n"
+
+
+def test_a_database_at_0002_with_rows_gets_its_rollups_built(database_url: str) -> None:
+    """The release before rollups (revision 0002): its events are kept, and the
+    upgrade builds the rollups from them, as a rebuild would."""
+    store = Store(database_url)
+    try:
+        with store._migrating() as conn:
+            command.upgrade(schema._config(conn), "0002")
+            for statement in filter(str.strip, OLD_SCHEMA.split(";")):
+                if statement.strip().startswith("INSERT"):
+                    conn.exec_driver_sql(statement)
+            conn.exec_driver_sql(
+                "INSERT INTO conversion (experiment, variant, visitor, goal, kind, value, "
+                "event_id, created_at) VALUES ('shop', 'guide', 'alice', 'newsletter', 'soft', "
+                "NULL, NULL, '2026-01-01 10:20:00.000000')"
+            )
+        before = all_rows(store)
+        done = store.upgrade_schema()
+        assert (done.before, done.after) == ("0002", schema.head())
+        assert all_rows(store) == before
+        counts = store.result_counts("shop", {})
+        assert counts.visitors == {"guide": 1, "trial": 1}
+        assert counts.goals[("newsletter", "guide")] == GoalCounts(1, 1, 0.0, 0.0, 0.0, 0)
+        # alice (guide): newsletter at 10:20, purchase at 10:30, hard after soft; mallory none.
+        assert counts.pairs == [PairCounts("newsletter", "purchase", "guide", 1, 1, 0),
+                                PairCounts("newsletter", "purchase", "trial", 0, 0, 0)]  # fmt: skip
+    finally:
+        store.dispose()

@@ -49,7 +49,7 @@ def test_a_returning_visitor_costs_no_write(app: Flask, environ: dict[str, str])
     url = "/api/assign?visitor=alice&experiment=shop"
     with statements(store) as first:
         client.get(url)
-    assert first == ["SELECT", "INSERT"]
+    assert first == ["SELECT", "INSERT", "INSERT"]  # the exposure, then its day's rollup
     with statements(store) as again:
         client.get(url)
     assert again == []  # this worker knows the exposure: no query at all

@@ -1,4 +1,4 @@
-"""The ``abconv`` command: serve, check, analyze, simulate, db upgrade."""
+"""The ``abconv`` command: serve, check, analyze, simulate, db upgrade, rollups rebuild."""
 
 from __future__ import annotations
 
@@ -122,6 +122,52 @@ def upgrade() -> None:
         click.echo(f"database created at {done.after}")
     else:
         click.echo(f"database upgraded from {done.before} to {done.after}")
+
+
+@cli.group()
+def rollups() -> None:
+    """The counters that results are read from."""
+
+
+@rollups.command()
+@click.argument("key", required=False)
+def rebuild(key: str | None) -> None:
+    """Recompute the rollups of experiment KEY (default: all) from the raw events.
+
+    One transaction; writers wait meanwhile. Caps come from the experiment
+    files of ABCONV_EXPERIMENTS_DIR (an experiment without a valid file keeps
+    the caps its rollups were built with).
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from abconv.config import load_config
+    from abconv.errors import AbconvError
+    from abconv.experiments import check_directory
+    from abconv.store import Store
+
+    try:
+        settings = load_config()
+    except AbconvError as error:
+        raise click.ClickException(error.message) from None
+    experiments, _ = check_directory(settings.experiments_dir)
+    caps = {
+        e.key: {g.key: g.cap for g in e.goals if g.cap is not None}
+        for e in experiments
+        if key is None or e.key == key
+    }
+    store = Store(settings.database_url)
+    try:
+        done = store.rebuild_rollups(key, caps)
+    except DBAPIError as error:
+        reason = str(error.orig or error).strip()
+        raise click.ClickException(
+            f"database {_safe_url(settings.database_url)} cannot be rebuilt: {reason}"
+        ) from None
+    except ValueError as error:
+        raise click.ClickException(f"rollups not rebuilt: {error}") from None
+    finally:
+        store.dispose()
+    click.echo(f"rollups rebuilt for {len(done)} experiment(s): {', '.join(done) or '-'}")
 
 
 @cli.command()

@@ -1,8 +1,8 @@
-"""The counts the results are computed from, as plain values (no SQLAlchemy here).
+"""What the rollups answer for one experiment: plain values, no SQL.
 
-``Store.result_counts(experiment, caps)`` builds a :class:`ResultCounts`
-from the rollups; the results code (:mod:`abconv.results`) reads nothing
-else. Days are UTC days of the event's own timestamp.
+:meth:`abconv.store.Store.result_counts` builds a :class:`ResultCounts`
+from the rollup tables alone, so its cost is O(variants x goals x days)
+whatever the traffic. Other code may build one by hand (tests, tools).
 """
 
 from __future__ import annotations
@@ -13,19 +13,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GoalCounts:
-    """One (goal, variant)."""
+    """One (goal, variant). Values are per-visitor totals, each capped at the goal's cap."""
 
     converting: int  # visitors with >= 1 conversion on the goal ("conversions" in analyze input)
     events: int  # conversion events (rows)
-    value_sum: float  # sum over converting visitors of their total value, capped at the goal's cap
+    value_sum: float  # sum over converting visitors of their total value, capped
     value_sum_squares: float  # sum of squared (capped) per-visitor totals
-    value_sum_cubes: float  # sum of cubed (capped) per-visitor totals (skew-corrected interval)
+    value_sum_cubes: float  # sum of cubed (capped) per-visitor totals
     capped_visitors: int  # visitors whose total the cap cut
+
+
+ZERO_GOAL = GoalCounts(0, 0, 0.0, 0.0, 0.0, 0)
 
 
 @dataclass(frozen=True)
 class DayCounts:
-    """What is NEW on that UTC day (increments, not cumulative)."""
+    """What is NEW on one UTC day (increments, not cumulative)."""
 
     day: datetime.date
     visitors: dict[str, int]  # variant -> visitors first exposed that day
@@ -41,8 +44,7 @@ class PairCounts:
     hard: str
     variant: str
     soft_visitors: int  # visitors with >= 1 conversion on the soft goal
-    # of those, visitors with a hard conversion at or after their first soft one
-    hard_after_soft: int
+    hard_after_soft: int  # of those, visitors with a hard conversion at or after their first soft
     hard_without_soft: int  # visitors with NO soft conversion who have a hard conversion
 
 
@@ -51,5 +53,4 @@ class ResultCounts:
     visitors: dict[str, int]  # variant -> exposed visitors
     goals: dict[tuple[str, str], GoalCounts]  # (goal, variant); missing = zeros
     days: list[DayCounts]  # ascending by day, only days with something
-    # every soft x hard goal of the experiment x variant (missing = zeros ok)
-    pairs: list[PairCounts]
+    pairs: list[PairCounts]  # every soft x hard goal of the experiment x variant

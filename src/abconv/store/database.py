@@ -1,281 +1,135 @@
-"""The Store: a database's engine, schema and every query.
+"""The Store: the one face of storage that the rest of abconv talks to.
 
-SQLite (WAL) by default, PostgreSQL when the URL says so; the same
-statements serve both. A write returns only after its transaction commits,
-so a 2xx reply means the event is stored. Duplicates (a repeated exposure,
-a visitor's repeated ``event_id``) are absorbed by unique constraints with
-``ON CONFLICT DO NOTHING``, which stays correct when several workers or
-hosts receive the same event at once.
+It puts together the package's parts, each in a module named for what it
+owns: :mod:`~abconv.store.connections` (engine, transactions, locks),
+:mod:`~abconv.store.schema` (Alembic migrations), :mod:`~abconv.store.events`
+(exposure and conversion writes), :mod:`~abconv.store.rollups` and
+:mod:`~abconv.store.rollup_rebuild` (counters kept as events arrive, and
+recomputed), :mod:`~abconv.store.results` (reads for results).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from abconv.store import schema
-from abconv.store.exposure_cache import ExposureCache
-from abconv.store.outage import DatabaseHanging, HangGuard
-from abconv.store.sqlite import (
-    SqliteHotPath,
-    SqliteWriterLock,
-    create_sqlite_engine,
-    database_path,
-    is_writable,
-)
-from abconv.store.tables import (
-    CONVERSION,
-    CONVERSION_KEY,
-    EXPOSURE,
-    NewConversion,
-    StoredExposure,
-)
+from abconv.store import results, schema
+from abconv.store.connections import Database, normalise_url, utcnow
+from abconv.store.counts import ResultCounts
+from abconv.store.events import Events
+from abconv.store.rollups import Rollups
+from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
-# The PostgreSQL advisory lock key that serialises migrations.
-MIGRATION_LOCK = 7411
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the form every timestamp is stored in."""
-    return datetime.now(UTC).replace(tzinfo=None)
+__all__ = ["Store", "normalise_url", "utcnow"]
 
 
 class Store:
-    """One database: its engine, its schema and its queries."""
+    """One database: its schema, its events, its rollups and the reads for results."""
 
     def __init__(self, url: str) -> None:
-        self.url = normalise_url(url)
-        self.engine = _create_engine(self.url)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
-        self._writer_lock: SqliteWriterLock | None = None
-        self._hot: SqliteHotPath | None = None
-        if self.is_sqlite:
-            database = database_path(self.url)
-            self._writer_lock = SqliteWriterLock(database)
-            if database is not None:  # in-memory databases cannot be shared
-                self._hot = SqliteHotPath(database, self._writer_lock)
-        self.schema_ready = False
-        self.hang_guard = HangGuard(self._probe)
-        self._exposure_cache = ExposureCache()
-        # Built once: constructing statements per request costs more than running them.
-        self._select_exposures = sa.select(
-            EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
-        ).where(EXPOSURE.c.visitor == sa.bindparam("visitor"))
-        self._insert_exposure = (
-            self._insert(EXPOSURE)
-            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(EXPOSURE.c.id)
-        )
-        self._select_event = sa.select(*_conversion_columns()).where(
-            CONVERSION.c.visitor == sa.bindparam("visitor"),
-            CONVERSION.c.event_id == sa.bindparam("event_id"),
-        )
-        self._insert_conversion = (
-            self._insert(CONVERSION)
-            .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
-            .returning(CONVERSION.c.id)
-        )
+        self.database = Database(url)
+        self.url, self.engine = self.database.url, self.database.engine
+        self.is_sqlite = self.database.is_sqlite
+        self.hang_guard = self.database.hang_guard
+        self._hot = self.database.hot
+        self.events = Events(self.database, Rollups(self.database))
+
+    # -- the database --------------------------------------------------------
+
+    @property
+    def schema_ready(self) -> bool:
+        return self.database.schema_ready
 
     def upgrade_schema(self) -> schema.Upgrade:
-        """Migrate the schema to the newest revision (see :mod:`abconv.store.schema`).
-
-        Safe when several workers or hosts start at once: one migrates while
-        the others wait on the lock, then find nothing left to do.
-        """
-        with self._migrating() as conn:
-            done = schema.upgrade(conn)
-        self.schema_ready = True
-        return done
+        return self.database.upgrade_schema()
 
     def ensure_schema(self) -> None:
-        """Migrate unless done: a server that started while the database was
-        down gets its tables on the first use after it is back."""
-        if not self.schema_ready:
-            self.upgrade_schema()
+        self.database.ensure_schema()
 
-    @contextmanager
-    def _migrating(self) -> Iterator[Connection]:
-        """One transaction holding the migration lock: a PostgreSQL advisory
-        lock, or the writers' file lock on SQLite."""
-        if not self.is_sqlite:
-            with self.engine.begin() as conn:
-                # A migration may wait for, and take, longer than requests may.
-                conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
-                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-                yield conn
-            return
-        assert self._writer_lock is not None  # every SQLite store has one
-        with self._writer_lock, self.engine.connect() as conn:
-            # pysqlite would commit before each DDL statement on its own; an
-            # explicit BEGIN keeps the whole migration one transaction.
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                with suppress(sa.exc.DBAPIError):  # SQLite may have rolled back already
-                    conn.exec_driver_sql("ROLLBACK")
-                raise
-            conn.exec_driver_sql("COMMIT")
+    def _migrating(self) -> AbstractContextManager[Connection]:
+        return self.database.migrating()
 
     def dispose(self) -> None:
-        """Close connections and the lock file (tests; a worker just exits)."""
-        self.hang_guard.close()
-        self.engine.dispose()
-        if self._hot is not None:
-            self._hot.close()
-        if self._writer_lock is not None:
-            self._writer_lock.close()
+        self.database.dispose()
 
     def ping(self) -> None:
-        """Raise one of :data:`UNAVAILABLE` when the database does not answer
-        (at once while it is known to hang)."""
-        if self.hang_guard.hanging:
-            raise DatabaseHanging()
-        self._probe()
-
-    def _probe(self) -> None:
-        with self.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        self.database.ping()
 
     def writable(self) -> bool:
-        """False when a SQLite file cannot be written (PostgreSQL: always True;
-        a read-only server there fails its writes like any outage)."""
-        return self._hot is None or is_writable(self._hot.database)
+        return self.database.writable()
 
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """A write transaction, committed on leaving the block.
+    def writing(self) -> AbstractContextManager[Connection]:
+        return self.database.writing()
 
-        On SQLite the writers of all processes queue on a file lock first:
-        a waiter wakes the moment the holder is done, instead of sleeping
-        in SQLite's busy handler, and lock contention never fails a request.
-        """
-        with self._using():
-            if self._writer_lock is None:
-                with self.engine.begin() as conn:
-                    yield conn
-                return
-            with self._writer_lock, self.engine.begin() as conn:
-                yield conn
+    def _reading(self) -> AbstractContextManager[Connection]:
+        return self.database.reading()
 
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        with self._using(), self.engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _using(self) -> Iterator[None]:
-        """Around every use of the database but the health check: fail at once
-        while it hangs, and create or migrate the tables if not done yet."""
-        with self.hang_guard.watch():
-            self.ensure_schema()
-            yield
-
-    # -- exposures ---------------------------------------------------------
+    # -- events --------------------------------------------------------------
 
     def exposures_of(self, visitor: str, experiments: Sequence[str]) -> dict[str, StoredExposure]:
-        """The recorded exposures of a visitor among ``experiments`` (a read, no lock).
-
-        Answered from this process's cache when it knows them all: a recorded
-        exposure never changes, so a cached one is always right. Otherwise
-        one indexed lookup by visitor, whose answer fills the cache.
-        """
-        cached = self._exposure_cache.get(visitor, experiments)
-        if cached is not None:
-            return cached
-        if self._hot is not None:
-            with self._using(), _as_database_error():
-                rows: Sequence[Any] = self._hot.exposures_of(visitor)
-        else:
-            with self._reading() as conn:
-                rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
-        stored = {row[0]: StoredExposure(*row) for row in rows}
-        self._exposure_cache.put(visitor, stored.values())
-        return {key: stored[key] for key in experiments if key in stored}
+        return self.events.exposures_of(visitor, experiments)
 
     def exposures_for(
         self, conn: Connection, visitors: Iterable[str]
     ) -> dict[tuple[str, str], StoredExposure]:
-        """Exposures of many visitors, by (visitor, experiment), inside ``conn``."""
-        query = sa.select(
-            EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
-        ).where(EXPOSURE.c.visitor.in_(sorted(set(visitors))))
-        return {
-            (row.visitor, row.experiment): StoredExposure(
-                row.experiment, row.variant, row.created_at
-            )
-            for row in conn.execute(query).all()
-        }
+        return self.events.exposures_for(conn, visitors)
 
     def record_exposures(
         self, visitor: str, variants: dict[str, str], at: datetime | None = None
     ) -> dict[str, str]:
-        """Record first exposures (experiment → variant); return what is stored.
-
-        An exposure recorded earlier, by this or another worker, wins: the
-        returned mapping holds the stored variant for every experiment asked.
-        """
-        if not variants:
-            return {}
-        at = at or utcnow()
-        rows = [
-            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at}
-            for key, variant in variants.items()
-        ]
-        if self._hot is not None:
-            with self._using(), _as_database_error():
-                inserted = self._hot.insert_exposures(rows)
-        else:
-            with self.writing() as conn:
-                inserted = self.insert_exposures(conn, rows)
-        if inserted == len(rows):
-            self._exposure_cache.put(
-                visitor, [StoredExposure(key, variant, at) for key, variant in variants.items()]
-            )
-            return dict(variants)
-        stored = self.exposures_of(visitor, list(variants))
-        return {key: stored[key].variant for key in variants if key in stored}
+        return self.events.record_exposures(visitor, variants, at)
 
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert exposure rows inside a write transaction; return how many were new."""
-        if not rows:
-            return 0
-        return len(conn.execute(self._insert_exposure, rows).all())
-
-    # -- conversions -------------------------------------------------------
+        return self.events.insert_exposures(conn, rows)
 
     def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
-        """The conversions ``visitor`` recorded with ``event_id``: never another
-        visitor's, whose event ids are theirs."""
-        with self._reading() as conn:
-            rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
-            return [NewConversion(*row) for row in rows.all()]
+        return self.events.conversions_with_event(visitor, event_id)
 
     def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
-        """Insert conversions inside a write transaction; True where a row was new.
-
-        A conversion whose (visitor, event_id, experiment) is stored already
-        changes nothing.
-        """
-        return [_count(conn.execute(self._insert_conversion, row.__dict__)) == 1 for row in rows]
+        return self.events.insert_conversions(conn, rows)
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
-        if not rows:
-            return []
-        with self.writing() as conn:
-            return self.insert_conversions(conn, rows)
+        return self.events.record_conversions(rows)
 
-    # -- reading for reports -----------------------------------------------
+    # -- rollups and results -------------------------------------------------
+
+    def result_counts(self, experiment: str, caps: Mapping[str, float]) -> ResultCounts:
+        """The experiment's counts for its results, from the rollups alone.
+
+        ``caps`` (goal → cap) are the experiment file's; when they differ from
+        the caps the rollups were built with, the per-goal totals are first
+        recomputed with them from the visitors' totals (once: the new caps are
+        recorded), not from the events.
+        """
+        wanted = {goal: float(cap) for goal, cap in caps.items()}
+        with self.database.reading() as conn:
+            built_with = results.recorded_caps(conn, experiment)
+        if built_with != wanted:
+            with _overflow_as_value_error(experiment):
+                self.events.rollups.recap(experiment, wanted)
+        with self.database.reading() as conn:
+            return results.result_counts(conn, experiment)
+
+    def rebuild_rollups(
+        self,
+        experiment: str | None = None,
+        caps: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> list[str]:
+        """Recompute rollups from the raw events in one transaction; return the
+        experiments done (see :meth:`abconv.store.rollups.Rollups.rebuild`).
+
+        Raises ``ValueError`` when stored values overflow the database's
+        arithmetic (only values written around the API can), changing nothing.
+        """
+        with _overflow_as_value_error(experiment or "any"):
+            return self.events.rollups.rebuild(experiment, caps)
+
+    # -- scans of the events (kept until every reader uses result_counts) ----
 
     def count_rows(self, table: str, experiment: str | None = None) -> int:
         """Rows in ``exposure`` or ``conversion``, optionally of one experiment."""
@@ -351,65 +205,12 @@ class Store:
 
 
 @contextmanager
-def _as_database_error() -> Iterator[None]:
-    """Raise the hot path's ``sqlite3`` errors as SQLAlchemy's, which the web
-    layer answers with 503 like any other database failure."""
+def _overflow_as_value_error(experiment: str) -> Iterator[None]:
+    """PostgreSQL refuses a sum of squares or cubes above 1e308; say which data."""
     try:
         yield
-    except sqlite3.Error as error:
-        raise sa.exc.OperationalError(None, None, error) from error
-
-
-def _conversion_columns() -> list[sa.Column[Any]]:
-    names = ("experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at")
-    return [CONVERSION.c[name] for name in names]
-
-
-def _count(result: sa.CursorResult[Any]) -> int:
-    return len(result.all())
-
-
-def normalise_url(url: str) -> str:
-    """Send ``postgresql://`` and ``postgres://`` URLs to the psycopg 3 driver."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def _create_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        return create_sqlite_engine(url)
-    return sa.create_engine(
-        _with_server_timeouts(url),
-        pool_pre_ping=True,  # a connection dropped by a database restart is replaced
-        pool_size=4,
-        max_overflow=4,
-        pool_timeout=2,  # every connection busy: a 503 rather than a long wait
-        connect_args={
-            # An outage answers 503 within 3 s: a refused connection fails at
-            # once, one that hangs after 2 s (libpq's minimum). Keepalives and
-            # the user timeout find a silently lost peer (a network partition).
-            "connect_timeout": 2,
-            "keepalives": 1,
-            "keepalives_idle": 5,
-            "keepalives_interval": 1,
-            "keepalives_count": 2,
-            "tcp_user_timeout": 2500,
-        },
-    )
-
-
-# Requests never wait long for a lock (another transaction's, a migration's),
-# and a runaway query stops before gunicorn's 30 s worker timeout.
-POSTGRES_TIMEOUTS = "-c lock_timeout=2000 -c statement_timeout=25000"
-
-
-def _with_server_timeouts(url: str) -> sa.engine.URL:
-    """``url`` with :data:`POSTGRES_TIMEOUTS` added to the ``options`` it may carry."""
-    parsed = sa.engine.make_url(url)
-    given = parsed.query.get("options", "")
-    options = " ".join(
-        filter(None, [*([given] if isinstance(given, str) else given), POSTGRES_TIMEOUTS])
-    )
-    return parsed.update_query_dict({"options": options})
+    except sa.exc.DataError as error:
+        raise ValueError(
+            f"value_sum, value_sum_squares or value_sum_cubes of experiment {experiment!r} "
+            f"overflows the database's arithmetic: {error.orig}"
+        ) from error

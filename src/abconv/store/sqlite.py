@@ -1,6 +1,6 @@
 """SQLite specifics of the store: pragmas, the writers' file lock, the hot path.
 
-Only :mod:`abconv.store` imports this. The hot path runs the two statements
+Only :mod:`abconv.store` imports this. The hot path runs the statements
 of ``/api/assign`` on plain ``sqlite3`` connections (one per thread), since
 SQLAlchemy's execution machinery costs ten times what SQLite itself does for
 them. Both paths read and write the same rows in the same formats.
@@ -25,6 +25,11 @@ SELECT_EXPOSURES = "SELECT experiment, variant, created_at FROM exposure WHERE v
 INSERT_EXPOSURE = (
     "INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
+)
+# The rollup of a new exposure (see abconv.store.rollups), in the same transaction.
+COUNT_EXPOSURE = (
+    "INSERT INTO rollup_exposure (experiment, variant, day, visitors) VALUES (?, ?, ?, 1) "
+    "ON CONFLICT (experiment, variant, day) DO UPDATE SET visitors = visitors + 1"
 )
 
 
@@ -149,18 +154,20 @@ class SqliteHotPath:
         ]
 
     def insert_exposures(self, rows: list[dict[str, Any]]) -> int:
-        """Insert exposure rows in one committed transaction; return how many were new."""
-        values = [
-            (r["experiment"], r["visitor"], r["variant"], stored_time(r["created_at"]))
-            for r in rows
-        ]
+        """Insert exposure rows in one committed transaction, counting the new ones
+        in the rollup of their day; return how many were new."""
         with self.writer_lock, self._reopened_if_read_only():
             connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                inserted = sum(
-                    len(connection.execute(INSERT_EXPOSURE, v).fetchall()) for v in values
-                )
+                inserted = 0
+                for r in rows:
+                    at = r["created_at"]
+                    values = (r["experiment"], r["visitor"], r["variant"], stored_time(at))
+                    if connection.execute(INSERT_EXPOSURE, values).fetchall():
+                        inserted += 1
+                        day = (r["experiment"], r["variant"], at.date().isoformat())
+                        connection.execute(COUNT_EXPOSURE, day)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")

@@ -63,3 +63,82 @@ class NewConversion:
     value: float | None
     event_id: str | None
     created_at: datetime  # naive UTC
+
+
+# -- rollups: counters kept as events arrive (see abconv.store.rollups) ------------
+# Days are the UTC date of the event's own timestamp. Every count is a sum of
+# per-visitor contributions, so arrival order does not change it.
+
+
+def _key(*names: str) -> list[sa.Column[str]]:
+    return [sa.Column(name, sa.String(64), primary_key=True) for name in names]
+
+
+ROLLUP_EXPOSURE = sa.Table(  # visitors first exposed on that day
+    "rollup_exposure",
+    SQLModel.metadata,
+    *_key("experiment", "variant"),
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("visitors", sa.Integer(), nullable=False),
+)
+
+ROLLUP_GOAL = sa.Table(  # per-visitor totals of a goal, capped at the recorded cap
+    "rollup_goal",
+    SQLModel.metadata,
+    *_key("experiment", "variant", "goal"),
+    sa.Column("kind", sa.String(8), nullable=False),  # "soft" when any row says so
+    sa.Column("converting", sa.Integer(), nullable=False),
+    sa.Column("events", sa.Integer(), nullable=False),
+    sa.Column("value_sum", sa.Float(), nullable=False),
+    sa.Column("value_sum_squares", sa.Float(), nullable=False),
+    sa.Column("value_sum_cubes", sa.Float(), nullable=False),
+    sa.Column("capped_visitors", sa.Integer(), nullable=False),
+)
+
+ROLLUP_GOAL_DAY = sa.Table(  # first conversions on the goal, and events, that day
+    "rollup_goal_day",
+    SQLModel.metadata,
+    *_key("experiment", "variant", "goal"),
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("converting", sa.Integer(), nullable=False),
+    sa.Column("events", sa.Integer(), nullable=False),
+)
+
+ROLLUP_PAIR = sa.Table(  # visitors with conversions on both goals, for every ordered pair
+    "rollup_pair",
+    SQLModel.metadata,
+    *_key("experiment", "variant", "first_goal", "then_goal"),
+    sa.Column("both", sa.Integer(), nullable=False),
+    # of those, visitors whose last then_goal conversion is at or after their first first_goal one
+    sa.Column("then_after_first", sa.Integer(), nullable=False),
+)
+
+ROLLUP_VISITOR_GOAL = sa.Table(  # a visitor's conversions on a goal, summed
+    "rollup_visitor_goal",
+    SQLModel.metadata,
+    *_key("experiment"),
+    sa.Column("visitor", sa.String(128), primary_key=True),
+    *_key("goal"),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("first_at", sa.DateTime(), nullable=False),  # naive UTC
+    sa.Column("last_at", sa.DateTime(), nullable=False),
+    sa.Column("total", sa.Float(), nullable=False),  # uncapped sum of values (None counts 0)
+    sa.Column("events", sa.Integer(), nullable=False),
+)
+
+ROLLUP_CAP = sa.Table(  # the cap rollup_goal was built with; no row: no cap
+    "rollup_cap",
+    SQLModel.metadata,
+    *_key("experiment", "goal"),
+    sa.Column("cap", sa.Float(), nullable=False),
+)
+
+ROLLUP_TABLES = (
+    ROLLUP_EXPOSURE,
+    ROLLUP_GOAL,
+    ROLLUP_GOAL_DAY,
+    ROLLUP_PAIR,
+    ROLLUP_VISITOR_GOAL,
+    ROLLUP_CAP,
+)

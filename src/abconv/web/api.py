@@ -18,7 +18,6 @@ from abconv.inputs import (
     require_shallow,
     require_visitor,
 )
-from abconv.results.scan import counts_from_scan
 from abconv.store import utcnow
 from abconv.web.auth import admin_required
 from abconv.web.cors import allow_cross_origin
@@ -117,7 +116,7 @@ def results_of(key: str) -> dict[str, Any]:
     """The results document of experiment ``key`` (404 unknown, 409 stored data out of range)."""
     experiment = services().experiment(key)
     with results_module.stored_data_checked(key):
-        counts = counts_from_scan(services().store, key, results_module.caps(experiment))
+        counts = services().store.result_counts(key, results_module.caps(experiment))
         return results_module.results_document(experiment, counts, utcnow())
 
 

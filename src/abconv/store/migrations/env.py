@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import abconv.store.tables  # noqa: F401 - the tables, for --autogenerate
-from abconv.store.database import normalise_url
+from abconv.store.connections import normalise_url
 
 config = context.config
 

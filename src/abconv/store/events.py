@@ -1,0 +1,163 @@
+"""Event writes and the reads that serve them: exposures and conversions.
+
+Duplicates (a repeated exposure, a visitor's repeated ``event_id``) are
+absorbed by unique constraints with ``ON CONFLICT DO NOTHING``, which stays
+correct when several workers or hosts receive the same event at once. Each
+new row updates the rollups (:mod:`abconv.store.rollups`) in the same
+transaction; a duplicate changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from abconv.store.connections import Database, as_database_error, utcnow
+from abconv.store.exposure_cache import ExposureCache
+from abconv.store.rollups import Rollups
+from abconv.store.tables import (
+    CONVERSION,
+    CONVERSION_KEY,
+    EXPOSURE,
+    NewConversion,
+    StoredExposure,
+)
+
+_CONVERSION_COLUMNS = (
+    "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at",
+)  # fmt: skip
+
+
+class Events:
+    """Exposures and conversions of one database, with this process's exposure cache."""
+
+    def __init__(self, database: Database, rollups: Rollups) -> None:
+        self.database = database
+        self.rollups = rollups
+        self.exposure_cache = ExposureCache()
+        insert = database.insert
+        # Built once: constructing statements per request costs more than running them.
+        self._select_exposures = sa.select(
+            EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+        ).where(EXPOSURE.c.visitor == sa.bindparam("visitor"))
+        self._insert_exposure = (
+            insert(EXPOSURE)
+            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
+            .returning(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at)
+        )
+        self._select_event = sa.select(*(CONVERSION.c[n] for n in _CONVERSION_COLUMNS)).where(
+            CONVERSION.c.visitor == sa.bindparam("visitor"),
+            CONVERSION.c.event_id == sa.bindparam("event_id"),
+        )
+        self._insert_conversion = (
+            insert(CONVERSION)
+            .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
+            .returning(CONVERSION.c.id)
+        )
+
+    # -- exposures ---------------------------------------------------------
+
+    def exposures_of(self, visitor: str, experiments: Sequence[str]) -> dict[str, StoredExposure]:
+        """The recorded exposures of a visitor among ``experiments`` (a read, no lock).
+
+        Answered from this process's cache when it knows them all: a recorded
+        exposure never changes, so a cached one is always right. Otherwise
+        one indexed lookup by visitor, whose answer fills the cache.
+        """
+        cached = self.exposure_cache.get(visitor, experiments)
+        if cached is not None:
+            return cached
+        hot = self.database.hot
+        if hot is not None:
+            with self.database.using(), as_database_error():
+                rows: Sequence[Any] = hot.exposures_of(visitor)
+        else:
+            with self.database.reading() as conn:
+                rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
+        stored = {row[0]: StoredExposure(*row) for row in rows}
+        self.exposure_cache.put(visitor, stored.values())
+        return {key: stored[key] for key in experiments if key in stored}
+
+    def exposures_for(
+        self, conn: Connection, visitors: Iterable[str]
+    ) -> dict[tuple[str, str], StoredExposure]:
+        """Exposures of many visitors, by (visitor, experiment), inside ``conn``."""
+        query = sa.select(
+            EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+        ).where(EXPOSURE.c.visitor.in_(sorted(set(visitors))))
+        return {
+            (row.visitor, row.experiment): StoredExposure(
+                row.experiment, row.variant, row.created_at
+            )
+            for row in conn.execute(query).all()
+        }
+
+    def record_exposures(
+        self, visitor: str, variants: dict[str, str], at: datetime | None = None
+    ) -> dict[str, str]:
+        """Record first exposures (experiment → variant); return what is stored.
+
+        An exposure recorded earlier, by this or another worker, wins: the
+        returned mapping holds the stored variant for every experiment asked.
+        """
+        if not variants:
+            return {}
+        at = at or utcnow()
+        rows = [
+            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at}
+            for key, variant in variants.items()
+        ]
+        hot = self.database.hot
+        if hot is not None:
+            with self.database.using(), as_database_error():
+                inserted = hot.insert_exposures(rows)
+        else:
+            with self.database.writing() as conn:
+                inserted = self.insert_exposures(conn, rows)
+        if inserted == len(rows):
+            self.exposure_cache.put(
+                visitor, [StoredExposure(key, variant, at) for key, variant in variants.items()]
+            )
+            return dict(variants)
+        stored = self.exposures_of(visitor, list(variants))
+        return {key: stored[key].variant for key in variants if key in stored}
+
+    def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert exposure rows inside a write transaction; return how many were new."""
+        if not rows:
+            return 0
+        new = conn.execute(self._insert_exposure, rows).all()
+        self.rollups.exposures_added(conn, new)
+        return len(new)
+
+    # -- conversions -------------------------------------------------------
+
+    def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
+        """The conversions ``visitor`` recorded with ``event_id``: never another
+        visitor's, whose event ids are theirs."""
+        with self.database.reading() as conn:
+            rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
+            return [NewConversion(*row) for row in rows.all()]
+
+    def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
+        """Insert conversions inside a write transaction; True where a row was new.
+
+        A conversion whose (visitor, event_id, experiment) is stored already
+        changes nothing.
+        """
+        rows = list(rows)
+        new = [len(conn.execute(self._insert_conversion, row.__dict__).all()) == 1 for row in rows]
+        self.rollups.conversions_added(
+            conn, [row for row, is_new in zip(rows, new, strict=True) if is_new]
+        )
+        return new
+
+    def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
+        if not rows:
+            return []
+        with self.database.writing() as conn:
+            return self.insert_conversions(conn, rows)
