@@ -92,6 +92,9 @@ class Experiment:
     goals: tuple[Goal, ...]
     analysis: AnalysisSettings
     path: str
+    # ``engagement = true``: the snippet reports the built-in soft goal "engaged"
+    # (already among ``goals``), and the bounce rate is 1 - its rate.
+    engagement: bool = False
 
     def variant(self, key: str) -> Variant | None:
         """The variant called ``key``, or ``None`` when there is none."""
@@ -124,6 +127,7 @@ class Experiment:
             "variants": [variant.to_dict() for variant in self.variants],
             "goals": [goal.to_dict() for goal in self.goals],
             "analysis": self.analysis.to_dict(),
+            "engagement": self.engagement,
             "file": Path(self.path).name,
         }
 

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from abconv import reports, service
 from abconv.inputs import (
     conversion_input,
+    experiment_list,
     json_too_deep,
     require_object,
     require_shallow,
@@ -59,6 +60,7 @@ def assign() -> Response:
         experiment_key=params.get("experiment") or None,
         force=params.get("force") or None,
         user_agent=_user_agent(params),
+        experiment_keys=experiment_list(params.get("experiments")),
     )
     return jsonify(reply)
 
