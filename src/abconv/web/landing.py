@@ -48,7 +48,6 @@ def landing(key: str) -> Response:
         page = render_template(
             variant.template or "",
             experiment=experiment, variant=variant, visitor=visitor,
-            content=variant.content or {},
             engagement=chosen["enrolled"] and experiment.engagement,
         )  # fmt: skip
         response = make_response(page)
