@@ -14,6 +14,7 @@ kind has arrived, or on the requests the page made.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -131,7 +132,7 @@ class SiteServer(ThreadingHTTPServer):
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real server, a site on another origin, and Chromium."""
     folder = tmp_path_factory.mktemp("browser")
-    (folder / "experiments").mkdir()
+    shutil.copytree(Path(__file__).parents[1] / "experiments", folder / "experiments")
     (folder / "experiments" / "hero.toml").write_text(EXPERIMENT)
     site_port, server_port = free_port(), free_port()
     server = f"http://127.0.0.1:{server_port}"
@@ -334,6 +335,61 @@ def test_a_slow_server_leaves_the_original_after_the_timeout(world: dict[str, An
     page.screenshot(path=str(ARTIFACTS / "embed-timeout.png"))
     assert errors == []
     context.close()
+
+
+# What an accessibility checker (axe-core) would flag first, checked in the page itself:
+# no axe-core is downloaded here. Each entry: (what, a script returning the offenders).
+ACCESSIBILITY = [
+    ("the page has a language", "document.documentElement.lang ? [] : ['html']"),
+    ("one h1", "document.querySelectorAll('h1').length === 1 ? [] : ['h1']"),
+    ("every field has a label", "[...document.querySelectorAll('input:not([type=hidden])')]"
+     ".filter(i => !i.labels.length).map(i => i.outerHTML)"),
+    ("every link and button has a name", "[...document.querySelectorAll('a, button')]"
+     ".filter(e => !e.innerText.trim() && !e.getAttribute('aria-label')).map(e => e.outerHTML)"),
+    ("images have alt text", "[...document.images].filter(i => !i.alt).map(i => i.src)"),
+    ("landmarks", "['header', 'main', 'footer'].filter(t => !document.querySelector(t))"),
+]
+
+
+@pytest.mark.parametrize("path", ["/demo", "/lp/pricing-page", "/lp/no-such-page"])
+def test_the_served_pages_look_finished_and_pass_the_basic_accessibility_checks(
+    world: dict[str, Any], path: str
+) -> None:
+    context = world["browser"].new_context(user_agent=USER_AGENT)
+    page = context.new_page()
+    errors: list[Any] = []
+    page.on("pageerror", lambda error: errors.append(error))
+    page.goto(world["server"] + path)
+    page.wait_for_load_state("load")
+    for what, script in ACCESSIBILITY:
+        assert page.evaluate(script) == [], (path, what)
+    assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui")
+    name = path.strip("/").replace("/", "-")
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert errors == []
+    context.close()
+
+
+def test_the_demo_shop_runs_the_whole_loop(world: dict[str, Any]) -> None:
+    page = world["browser"].new_context(user_agent=USER_AGENT).new_page()
+    page.goto(world["server"] + "/demo")
+    page.wait_for_selector("[data-abconv=homepage-cta][data-abconv-variant]")
+    text = page.inner_text("[data-abconv=homepage-cta]")
+    assert text in ("Start free trial", "Get my free guide")
+    page.click("text=Buy now for $49")
+
+    def purchases() -> float:
+        req = urllib.request.Request(
+            world["server"] + "/api/experiments/homepage-cta/results",
+            headers={"Authorization": f"Bearer {PASSWORD}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            goal = next(g for g in json.loads(reply.read())["goals"] if g["key"] == "purchase")
+        return float(sum(v["value"]["sum"] for v in goal["variants"]))
+
+    eventually(lambda: purchases() == 49.0, "the demo purchase recorded")
+    page.screenshot(path=str(ARTIFACTS / "demo-after-purchase.png"), full_page=True)
+    page.context.close()
 
 
 def test_with_the_server_stopped_the_page_works_unchanged(world: dict[str, Any]) -> None:
