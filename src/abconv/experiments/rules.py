@@ -80,7 +80,9 @@ class Checker(FieldChecker):
         self.unknown_fields(top, TOP_LEVEL_FIELDS)
         key = self.key(top, EXPERIMENT_KEY, "lowercase letters, digits and -")
         if key is not None and key != file_stem:
-            self.problem(("key",), f'key "{key}" must equal the file name "{file_stem}.toml"')
+            self.problem(
+                ("key",), f'key "{key}" must be "{file_stem}", the file name without .toml'
+            )
         name = self.text(top, "name", required=True, blank=False)
         hypothesis = self.text(top, "hypothesis", default="")
         status = self.choice(top, "status", Status, Status.DRAFT)
