@@ -35,13 +35,18 @@ from tests.test_readme_examples import clean_environment, wait_for
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PASSWORD = "browser-test-password"
-# Headless Chromium says "HeadlessChrome", which abconv counts as a bot: a visitor's browser does not.
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+# Headless Chromium says "HeadlessChrome", which abconv counts as a bot; a visitor's does not.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0 Safari/537.36"
+)
 SLOW_REPLY = 3.0  # seconds the slow site's /api/assign takes: far beyond the page's timeout
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
+    ),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -89,7 +94,8 @@ PAGE = """<!doctype html>
   <label for="email">Email</label> <input id="email" name="email">
   <button id="send" type="submit">Send</button>
 </form>
-<button id="buy" onclick="abconv.track('purchase', {{value: 49.5, event_id: 'order-1'}})">Buy</button>
+<button id="buy"
+  onclick="abconv.track('purchase', {{value: 49.5, event_id: 'order-1'}})">Buy</button>
 <button id="grant" onclick="abconv.consent(true)">I agree</button>
 <div class="tall"></div>
 </body></html>
@@ -270,11 +276,8 @@ def test_a_goal_click_a_form_submit_and_track_are_recorded_exactly_once(
     page.click("#buy")
     page.click("#buy")  # the same event_id twice: counted once
     for goal, value in (("signup", 1), ("contact", 1), ("purchase", 49.5)):
-        visitors, conversions, total = before[goal]
-        eventually(
-            lambda g=goal: totals(world, g)[1] == conversions + 1,
-            f"{goal} recorded: {before[goal]} before, {totals(world, goal)} now",
-        )
+        _, conversions, total = before[goal]
+        eventually(lambda g=goal, n=conversions: totals(world, g)[1] == n + 1, f"{goal} recorded")
         assert totals(world, goal)[2] == pytest.approx(total + value), goal  # not twice
     assert page.errors == []
     page.screenshot(path=str(ARTIFACTS / "embed-goals.png"))
@@ -342,10 +345,16 @@ def test_a_slow_server_leaves_the_original_after_the_timeout(world: dict[str, An
 ACCESSIBILITY = [
     ("the page has a language", "document.documentElement.lang ? [] : ['html']"),
     ("one h1", "document.querySelectorAll('h1').length === 1 ? [] : ['h1']"),
-    ("every field has a label", "[...document.querySelectorAll('input:not([type=hidden])')]"
-     ".filter(i => !i.labels.length).map(i => i.outerHTML)"),
-    ("every link and button has a name", "[...document.querySelectorAll('a, button')]"
-     ".filter(e => !e.innerText.trim() && !e.getAttribute('aria-label')).map(e => e.outerHTML)"),
+    (
+        "every field has a label",
+        "[...document.querySelectorAll('input:not([type=hidden])')]"
+        ".filter(i => !i.labels.length).map(i => i.outerHTML)",
+    ),
+    (
+        "every link and button has a name",
+        "[...document.querySelectorAll('a, button')]"
+        ".filter(e => !e.innerText.trim() && !e.getAttribute('aria-label')).map(e => e.outerHTML)",
+    ),
     ("images have alt text", "[...document.images].filter(i => !i.alt).map(i => i.src)"),
     ("landmarks", "['header', 'main', 'footer'].filter(t => !document.querySelector(t))"),
 ]
@@ -413,4 +422,3 @@ def _keep_artifacts_out_of_git() -> None:
     ignore = ARTIFACTS / ".gitignore"
     if not ignore.exists():
         ignore.write_text("*\n")
-

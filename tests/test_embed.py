@@ -66,9 +66,7 @@ def test_a_list_that_is_not_keys_gets_a_400(client: FlaskClient) -> None:
     assert_error(reply, 400, "bad_request")
 
 
-def test_a_beacon_body_sent_as_text_plain_is_recorded_once(
-    app: Flask, client: FlaskClient
-) -> None:
+def test_a_beacon_body_sent_as_text_plain_is_recorded_once(app: Flask, client: FlaskClient) -> None:
     client.get("/api/assign?visitor=alice&experiment=shop")
     body = '{"visitor": "alice", "goal": "purchase", "value": 5, "event_id": "e-1"}'
     for _ in range(2):  # a retried beacon

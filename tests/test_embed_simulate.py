@@ -68,7 +68,10 @@ def test_the_summary_counts_every_visitor_sent_whatever_the_traffic_share(
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()
     summary = next(line for line in first if line.startswith("Simulated"))
-    assert summary == "Simulated 300 visitors of 'half' (in-process, into the database of this environment):"
+    assert (
+        summary
+        == "Simulated 300 visitors of 'half' (in-process, into the database of this environment):"
+    )
     took_part = next(line for line in first if "took part" in line)
     enrolled = int(took_part.split()[0])
     assert 100 < enrolled < 200

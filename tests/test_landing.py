@@ -88,7 +88,7 @@ def test_a_page_experiment_renders_the_variants_template_with_its_content(
     app: Flask, client: FlaskClient
 ) -> None:
     seen = {}
-    for number in range(40):
+    for _ in range(40):
         client.delete_cookie(VISITOR_COOKIE)
         reply = client.get("/lp/pricing")
         assert reply.status_code == 200 and reply.mimetype == "text/html"
@@ -200,7 +200,9 @@ def test_unknown_cta_and_draft_keys_get_a_friendly_404_page(
     assert VISITOR_COOKIE not in reply.headers.get("Set-Cookie", "")
 
 
-def test_a_draft_can_be_previewed_with_force(app: Flask, client: FlaskClient, experiments_dir: Path) -> None:
+def test_a_draft_can_be_previewed_with_force(
+    app: Flask, client: FlaskClient, experiments_dir: Path
+) -> None:
     write(experiments_dir, PAGE, "draft", status="draft")
     reply = client.get("/lp/draft?force=three-plans")
     assert reply.status_code == 200 and "Three plans" in reply.get_data(as_text=True)

@@ -186,7 +186,9 @@ def _running(experiment: Experiment | None, key: str) -> Experiment:
     if experiment is None:
         raise AbconvError("unknown_experiment", f"no experiment {key!r}")
     if experiment.status is not Status.RUNNING:
-        raise AbconvError("not_running", f"{key!r} is {experiment.status}: only running ones record")
+        raise AbconvError(
+            "not_running", f"{key!r} is {experiment.status}: only running ones record"
+        )
     return experiment
 
 

@@ -113,7 +113,7 @@ class Checker(FieldChecker):
             self.problem(
                 ("engagement",),
                 f'engagement = true adds the goal "{ENGAGED_GOAL}" itself: '
-                f'remove the [[goals]] table of that key',
+                f"remove the [[goals]] table of that key",
             )
         return Goal(ENGAGED_GOAL, GoalKind.SOFT, value=False, primary=False)
 

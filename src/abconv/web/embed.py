@@ -12,6 +12,7 @@ from functools import cache
 from importlib.resources import files
 
 from flask import Blueprint, Response, render_template, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from abconv.inputs import IDENTIFIER
 
@@ -48,7 +49,7 @@ def visitor_from_cookie() -> str:
     return given if IDENTIFIER.fullmatch(given) else secrets.token_hex(16)
 
 
-def set_visitor_cookie(response: Response, visitor: str) -> None:
+def set_visitor_cookie(response: BaseResponse, visitor: str) -> None:
     """The cookie the snippet reads too: not ``HttpOnly``, first-party, one year."""
     response.set_cookie(
         VISITOR_COOKIE,

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 from jinja2 import TemplateNotFound
 from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response as BaseResponse
 
 from abconv import service
 from abconv.experiments import Experiment, Variant
@@ -28,7 +37,7 @@ NOT_FOUND_MESSAGE = "There is no page here. It may have moved, or the campaign h
 
 
 @bp.get("/lp/<key>")
-def landing(key: str) -> Response:
+def landing(key: str) -> BaseResponse:
     force = request.args.get("force") or None
     experiment = _servable(key, force)
     if experiment is None:
@@ -42,6 +51,7 @@ def landing(key: str) -> Response:
     variant = experiment.variant(chosen["variant"])
     if variant is None:  # the file changed between the two reads
         return not_found()
+    response: BaseResponse
     if experiment.kind is ExperimentKind.REDIRECT:
         response = redirect(merged_url(variant.url or "/", request.args, drop={"force"}), 302)
     else:
