@@ -109,8 +109,12 @@ class Site(SimpleHTTPRequestHandler):
     snippet = b""
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server name)
-        if self.path == "/slow/abconv.js":
+        if self.path in ("/slow/abconv.js", "/down/abconv.js"):
             return self._reply(self.snippet, "text/javascript")
+        if self.path.startswith("/down/api/"):  # a server whose database is gone
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
         if self.path.startswith("/slow/api/assign"):
             time.sleep(SLOW_REPLY)
             body = {"visitor": "x", "assignments": [{"experiment": "hero", "variant": "bold",
@@ -158,6 +162,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         ("index.html", f"{server}/abconv.js", 800, ""),
         ("consent.html", f"{server}/abconv.js", 800, ' data-consent="wait"'),
         ("slow.html", "/slow/abconv.js", 300, ""),
+        ("down.html", "/down/abconv.js", 800, ""),
     ]:
         page = PAGE.format(snippet=snippet, timeout=timeout, consent=consent)
         (pages / name).write_text(page)
@@ -398,6 +403,16 @@ def test_the_demo_shop_runs_the_whole_loop(world: dict[str, Any]) -> None:
 
     eventually(lambda: purchases() == 49.0, "the demo purchase recorded")
     page.screenshot(path=str(ARTIFACTS / "demo-after-purchase.png"), full_page=True)
+    page.context.close()
+
+
+def test_a_failing_server_leaves_the_original_at_once(world: dict[str, Any]) -> None:
+    page = open_page(world, "down.html")
+    assert page.evaluate("abconv.variant('hero')") is None  # settled: the original shows
+    assert page.inner_text("#hero") == "Original headline"
+    assert page.eval_on_selector("#hero", "el => el.style.visibility") == ""
+    page.click("#signup")
+    assert page.errors == []
     page.context.close()
 
 
