@@ -55,13 +55,15 @@ def test_a_limit_needs_value_true(tmp_path: Path, field: str, value_line: str) -
 
 
 def test_guard_false_loads_and_reaches_the_analysis(tmp_path: Path) -> None:
-    from abconv.reports import analysis_input
+    from abconv.results import analysis_input
+    from abconv.store.counts import ResultCounts
 
     text = edited(VALID, "primary = true\n", "primary = true\nguard = false\n")
     experiment = load_experiment_file(write(tmp_path, text))
     assert [goal.guard for goal in experiment.goals] == [False, True]
     assert [goal["guard"] for goal in experiment.to_dict()["goals"]] == [False, False]
-    goals = analysis_input(experiment, {"a": 10, "b": 10}, [])["goals"]
+    counts = ResultCounts(visitors={"a": 10, "b": 10}, goals={}, days=[], pairs=[])
+    goals = analysis_input(experiment, counts)["goals"]
     assert goals[0]["guard"] is False and "guard" not in goals[1]
 
 

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from abconv.reports import results_csv, spreadsheet_safe
+from abconv.results import results_csv, spreadsheet_safe
 from tests.conftest import assert_error
 
 SNIPPET_TAG = re.compile(r'<script src="/abconv\.js" async(?: data-engagement="1")?></script>')
@@ -148,9 +148,13 @@ def test_results_csv_neutralises_every_text_cell() -> None:
         "value": None,
     }  # fmt: skip
     document = {"goals": [{"key": "@goal", "kind": "+hard", "primary": True,
-                           "variants": [variant]}]}  # fmt: skip
+                           "variants": [variant]}],
+                "srm": {"p_value": None, "flag": False},
+                "decision": {"status": "keep_running", "winner": None,
+                             "reason": "-'=cmd' wins", "guardrails": []}}  # fmt: skip
     [row] = list(csv.DictReader(io.StringIO(results_csv(document))))
     assert row["goal"] == "'@goal" and row["kind"] == "'+hard" and row["variant"] == "'=cmd"
+    assert row["decision_reason"] == "'-'=cmd' wins" and row["srm_flag"] == "false"
     assert row["abs_diff"] == "-0.05" and row["rel_lift"] == "-0.3"  # numbers stay numbers
 
 

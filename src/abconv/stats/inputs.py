@@ -74,11 +74,11 @@ class AnalysisInput:
 TOP_LEVEL_KEYS = frozenset(
     {"experiment", "control", "variants", "goals"}
     | {"method", "alpha", "chance_to_win", "max_expected_loss", "min_visitors", "mde", "power"}
-    | {"guardrail_margin"}
+    | {"guardrail_margin", "looks"}
 )
 VARIANT_KEYS = frozenset({"key", "weight", "visitors"})
 GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "counts", "guard"})
-COUNT_KEYS = frozenset({"conversions", "value_sum", "value_sum_squares"})
+COUNT_KEYS = frozenset({"conversions", "value_sum", "value_sum_squares", "value_sum_cubes"})
 
 
 def parse_input(data: Any) -> AnalysisInput:
@@ -87,6 +87,8 @@ def parse_input(data: Any) -> AnalysisInput:
     Raises ``ValueError`` naming the field for anything malformed.
     """
     root = _mapping(data, "input", TOP_LEVEL_KEYS)
+    if "looks" in root and not isinstance(root["looks"], list):
+        raise ValueError(f"looks: must be a list, got {_type_name(root['looks'])}")
     experiment = _string(root, "experiment", "")
     settings = _settings(root)
     variants = _variants(root.get("variants"))
@@ -182,7 +184,7 @@ def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> Goa
     if conversions > variant.visitors:
         raise ValueError(f"{where}.conversions: {conversions} exceeds visitors {variant.visitors}")
     if not has_value:
-        for field in ("value_sum", "value_sum_squares"):
+        for field in ("value_sum", "value_sum_squares", "value_sum_cubes"):
             if field in entry:
                 raise ValueError(f"{where}.{field}: given but the goal does not have value = true")
         return GoalCounts(conversions)
@@ -193,6 +195,9 @@ def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> Goa
         squares, f"{where}.value_sum_squares", 0.0 <= squares <= MAX_VALUE, "in [0, 1e100]"
     )
     _check_value_consistency(where, conversions, total, squares)
+    if "value_sum_cubes" in entry:  # accepted; the skew-corrected interval will read it
+        cubes = _number(entry["value_sum_cubes"], f"{where}.value_sum_cubes")
+        _check_range(cubes, f"{where}.value_sum_cubes", cubes >= 0.0, ">= 0")
     return GoalCounts(conversions, total, squares)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from abconv import reports, service
+from abconv import results as results_module
+from abconv import service
 from abconv.inputs import (
     conversion_input,
     experiment_list,
@@ -18,6 +19,8 @@ from abconv.inputs import (
     require_shallow,
     require_visitor,
 )
+from abconv.results.scan import counts_from_scan
+from abconv.store import utcnow
 from abconv.web.auth import admin_required
 from abconv.web.cors import allow_cross_origin
 
@@ -98,18 +101,26 @@ def experiment(key: str) -> Response:
 @bp.get("/api/experiments/<key>/results")
 @admin_required
 def results(key: str) -> Response:
-    return jsonify(reports.results_document(services(), key))
+    return jsonify(results_of(key))
 
 
 @bp.get("/api/experiments/<key>/results.csv")
 @admin_required
 def results_csv(key: str) -> Response:
-    text = reports.results_csv(reports.results_document(services(), key))
+    text = results_module.results_csv(results_of(key))
     return Response(
         text,
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{key}-results.csv"'},
     )
+
+
+def results_of(key: str) -> dict[str, Any]:
+    """The results document of experiment ``key`` (404 unknown, 409 stored data out of range)."""
+    experiment = services().experiment(key)
+    with results_module.stored_data_checked(key):
+        counts = counts_from_scan(services().store, key, results_module.caps(experiment))
+        return results_module.results_document(experiment, counts, utcnow())
 
 
 @bp.get("/healthz")

@@ -1,0 +1,157 @@
+"""The results document as CSV: the same figures, one row per goal × variant.
+
+Rows whose ``row`` column is ``goal`` carry a goal × variant of
+``goals[]``; rows whose ``row`` is ``soft_to_hard`` carry a soft goal ×
+hard goal × variant of ``soft_to_hard[]`` (``goal`` is the hard goal,
+``soft_goal`` the soft one). The experiment's figures (decision, SRM,
+progress) repeat on every row so that a filtered sheet keeps them.
+Booleans are ``true``/``false``, undefined figures empty cells, numbers
+unformatted (Python's shortest round-trip form), text through
+:func:`spreadsheet_safe`. The daily ``timeline`` stays in the JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+EXPERIMENT_COLUMNS = [
+    "decision_status", "decision_winner", "decision_reason", "srm_flag", "srm_p_value",
+    "planned_visitors_per_variant", "visitors_per_variant", "progress_fraction",
+    "days_running", "days_left",
+]  # fmt: skip
+GOAL_COLUMNS = [
+    "visitors", "conversions", "rate", "rate_ci_low", "rate_ci_high", "prob_best",
+    "expected_loss", "abs_diff", "abs_diff_ci_low", "abs_diff_ci_high", "rel_lift",
+    "rel_lift_ci_low", "rel_lift_ci_high", "p_value", "p_value_adjusted",
+    "chance_to_beat_control", "value_sum", "value_per_visitor", "value_per_visitor_ci_low",
+    "value_per_visitor_ci_high", "aov", "capped_visitors", "value_diff", "value_diff_ci_low",
+    "value_diff_ci_high", "value_p_value", "value_chance_to_beat_control",
+]  # fmt: skip
+SOFT_TO_HARD_COLUMNS = [
+    "soft_goal", "soft_visitors", "hard_after_soft", "rate_after_soft",
+    "rate_after_soft_ci_low", "rate_after_soft_ci_high", "visitors_without_soft",
+    "hard_without_soft", "rate_without_soft", "rate_without_soft_ci_low",
+    "rate_without_soft_ci_high", "after_soft_abs_diff", "after_soft_p_value",
+    "soft_to_hard_summary",
+]  # fmt: skip
+CSV_COLUMNS = [
+    "row", "goal", "kind", "primary", "variant", "control",
+    *GOAL_COLUMNS, *SOFT_TO_HARD_COLUMNS, *EXPERIMENT_COLUMNS,
+]  # fmt: skip
+
+
+def results_csv(document: dict[str, Any]) -> str:
+    """The CSV of a results document (see the module docstring for its rows)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    shared = _experiment_cells(document)
+    for goal in document["goals"]:
+        for variant in goal["variants"]:
+            row = {"row": "goal", **_goal_cells(goal, variant), **shared}
+            writer.writerow({column: cell(value) for column, value in row.items()})
+    for pair in document.get("soft_to_hard", []):
+        for variant in pair["variants"]:
+            row = {"row": "soft_to_hard", **_soft_to_hard_cells(pair, variant), **shared}
+            writer.writerow({column: cell(value) for column, value in row.items()})
+    return out.getvalue()
+
+
+def cell(value: object) -> object:
+    """A CSV cell: ``true``/``false``, empty for ``None``, text made spreadsheet-safe."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return spreadsheet_safe(value)
+
+
+def _experiment_cells(document: dict[str, Any]) -> dict[str, Any]:
+    decision, srm = document["decision"], document["srm"]
+    progress = document.get("progress") or {}
+    return {
+        "decision_status": decision["status"],
+        "decision_winner": decision["winner"],
+        "decision_reason": decision["reason"],
+        "srm_flag": srm["flag"],
+        "srm_p_value": srm["p_value"],
+        "planned_visitors_per_variant": progress.get("planned_visitors_per_variant"),
+        "visitors_per_variant": progress.get("visitors_per_variant"),
+        "progress_fraction": progress.get("fraction"),
+        "days_running": progress.get("days_running"),
+        "days_left": progress.get("days_left"),
+    }
+
+
+def _goal_cells(goal: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    versus = variant["vs_control"] or {}
+    value = variant["value"] or {}
+    value_versus = versus.get("value") or {}
+    return {
+        "goal": goal["key"], "kind": goal["kind"], "primary": goal["primary"],
+        "variant": variant["key"], "control": variant["control"],
+        "visitors": variant["visitors"], "conversions": variant["conversions"],
+        "rate": variant["rate"],
+        "rate_ci_low": _at(variant["rate_ci"], 0), "rate_ci_high": _at(variant["rate_ci"], 1),
+        "prob_best": variant["prob_best"], "expected_loss": variant["expected_loss"],
+        "abs_diff": versus.get("abs_diff"),
+        "abs_diff_ci_low": _at(versus.get("abs_diff_ci"), 0),
+        "abs_diff_ci_high": _at(versus.get("abs_diff_ci"), 1),
+        "rel_lift": versus.get("rel_lift"),
+        "rel_lift_ci_low": _at(versus.get("rel_lift_ci"), 0),
+        "rel_lift_ci_high": _at(versus.get("rel_lift_ci"), 1),
+        "p_value": versus.get("p_value"), "p_value_adjusted": versus.get("p_value_adjusted"),
+        "chance_to_beat_control": versus.get("chance_to_beat_control"),
+        "value_sum": value.get("sum"), "value_per_visitor": value.get("per_visitor"),
+        "value_per_visitor_ci_low": _at(value.get("per_visitor_ci"), 0),
+        "value_per_visitor_ci_high": _at(value.get("per_visitor_ci"), 1),
+        "aov": value.get("aov"), "capped_visitors": value.get("capped_visitors"),
+        "value_diff": value_versus.get("diff"),
+        "value_diff_ci_low": _at(value_versus.get("diff_ci"), 0),
+        "value_diff_ci_high": _at(value_versus.get("diff_ci"), 1),
+        "value_p_value": value_versus.get("p_value"),
+        "value_chance_to_beat_control": value_versus.get("chance_to_beat_control"),
+    }  # fmt: skip
+
+
+def _soft_to_hard_cells(pair: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    versus = variant["vs_control"] or {}
+    return {
+        "goal": pair["hard"], "soft_goal": pair["soft"],
+        "variant": variant["key"], "control": variant["control"],
+        "soft_visitors": variant["soft_visitors"], "hard_after_soft": variant["hard_after_soft"],
+        "rate_after_soft": variant["rate_after_soft"],
+        "rate_after_soft_ci_low": _at(variant["rate_after_soft_ci"], 0),
+        "rate_after_soft_ci_high": _at(variant["rate_after_soft_ci"], 1),
+        "visitors_without_soft": variant["visitors_without_soft"],
+        "hard_without_soft": variant["hard_without_soft"],
+        "rate_without_soft": variant["rate_without_soft"],
+        "rate_without_soft_ci_low": _at(variant["rate_without_soft_ci"], 0),
+        "rate_without_soft_ci_high": _at(variant["rate_without_soft_ci"], 1),
+        "after_soft_abs_diff": versus.get("abs_diff"),
+        "after_soft_p_value": versus.get("p_value"),
+        "soft_to_hard_summary": pair["summary"],
+    }  # fmt: skip
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, made plain text.
+
+    A leading ``'`` makes Excel, LibreOffice and Google Sheets show the text
+    as typed instead of evaluating ``=HYPERLINK(...)`` or ``-2+3+cmd|...``.
+    Only text is touched: numbers come from the analysis, never from a
+    visitor or a file, and ``-0.01`` is a value to a spreadsheet, which
+    quoting would turn into text that no longer sums.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+def _at(pair: list[float | None] | None, index: int) -> float | None:
+    return None if pair is None else pair[index]

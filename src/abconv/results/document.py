@@ -1,0 +1,127 @@
+"""The results document: the analysis of the counts, plus soft→hard, timeline and progress."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from abconv.errors import AbconvError
+from abconv.experiments import Experiment
+from abconv.results.progress import progress
+from abconv.results.soft_to_hard import soft_to_hard
+from abconv.results.timeline import cumulative_days, timeline
+from abconv.stats import analyze
+
+if TYPE_CHECKING:
+    from abconv.store.counts import GoalCounts, ResultCounts
+
+logger = logging.getLogger(__name__)
+
+
+def results_document(experiment: Experiment, counts: ResultCounts, now: datetime) -> dict[str, Any]:
+    """``abconv.analyze`` of the counts, with ``value.capped_visitors``,
+    ``soft_to_hard``, ``timeline`` and ``progress`` (README, "The results document").
+
+    ``now`` is naive UTC (as stored). Raises ``ValueError`` (or ``TypeError``)
+    when the counts are out of the analysis' range: see :func:`stored_data_checked`.
+    """
+    document = analyze(analysis_input(experiment, counts))
+    _add_capped_visitors(document, counts)
+    settings = experiment.analysis
+    document["soft_to_hard"] = soft_to_hard(experiment, counts, settings.alpha)
+    document["timeline"] = timeline(experiment, counts)
+    document["progress"] = progress(experiment, document["plan"], counts, now)
+    return document
+
+
+@contextmanager
+def stored_data_checked(key: str) -> Iterator[None]:
+    """Stored counts the analysis refuses become 409 ``stored_data_out_of_range``.
+
+    Values are bounded at the door, so a ``ValueError`` here (a value written
+    around the API, or before the bounds; a sum the database cannot add up)
+    is a state of the data of this experiment alone, not a server error.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        logger.error("results of experiment %r: stored data out of range: %s", key, error)
+        raise AbconvError(
+            "stored_data_out_of_range",
+            f"experiment {key!r}: the stored data are out of the analysis' range ({error}); "
+            "find the rows and correct or delete them",
+            409,
+        ) from error
+
+
+def caps(experiment: Experiment) -> dict[str, float]:
+    """Goal → ``cap``, for the goals that set one."""
+    return {goal.key: goal.cap for goal in experiment.goals if goal.cap is not None}
+
+
+def analysis_input(experiment: Experiment, counts: ResultCounts) -> dict[str, Any]:
+    """The ``abconv analyze`` input for an experiment's counts, with its daily ``looks``.
+
+    ``conversions`` are converting visitors. Counts of variants or goals no
+    longer in the file are left out.
+    """
+    return {
+        "experiment": experiment.key,
+        "control": experiment.control,
+        **experiment.analysis.to_dict(),
+        "variants": [
+            {"key": v.key, "weight": v.weight, "visitors": counts.visitors.get(v.key, 0)}
+            for v in experiment.variants
+        ],
+        "goals": [
+            {
+                "key": goal.key,
+                "kind": str(goal.kind),
+                "primary": goal.primary,
+                "value": goal.value,
+                **({} if goal.guard else {"guard": False}),
+                "counts": {
+                    v.key: _counts(counts.goals.get((goal.key, v.key)), goal.value)
+                    for v in experiment.variants
+                },
+            }
+            for goal in experiment.goals
+        ],
+        "looks": looks(experiment, counts),
+    }
+
+
+def looks(experiment: Experiment, counts: ResultCounts) -> list[dict[str, Any]]:
+    """Cumulative visitors and converting visitors at the end of each UTC day, ascending."""
+    return [
+        {
+            "day": day.isoformat(),
+            "visitors": {v.key: visitors[v.key] for v in experiment.variants},
+            "conversions": {
+                goal.key: {v.key: converting[goal.key, v.key] for v in experiment.variants}
+                for goal in experiment.goals
+            },
+        }
+        for day, visitors, converting in cumulative_days(experiment, counts)
+    ]
+
+
+def _counts(row: GoalCounts | None, with_value: bool) -> dict[str, float]:
+    counts: dict[str, float] = {"conversions": row.converting if row else 0}
+    if with_value:
+        counts["value_sum"] = float(row.value_sum) if row else 0.0
+        counts["value_sum_squares"] = float(row.value_sum_squares) if row else 0.0
+        counts["value_sum_cubes"] = float(row.value_sum_cubes) if row else 0.0
+    return counts
+
+
+def _add_capped_visitors(document: dict[str, Any], counts: ResultCounts) -> None:
+    """``value.capped_visitors``: visitors whose total the goal's ``cap`` cut."""
+    for goal in document["goals"]:
+        for variant in goal["variants"]:
+            if variant["value"] is not None:
+                row = counts.goals.get((goal["key"], variant["key"]))
+                variant["value"]["capped_visitors"] = row.capped_visitors if row else 0
