@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from abconv.assignment import assign
+from abconv.assignment import assign, in_traffic
 from abconv.experiments.files import load_experiment_file
 from tests.test_concurrency import free_port
 from tests.test_readme_examples import clean_environment, wait_for
@@ -326,6 +326,30 @@ def test_a_visitor_who_only_loads_bounces_and_one_who_scrolls_engages(
     reader.mouse.wheel(0, 500)  # once a page view
     reader.context.close()
     assert totals(world, "engaged")[1] == engaged_before + 1
+
+
+def test_a_landing_page_reports_engagement_for_its_experiment(world: dict[str, Any]) -> None:
+    visitor = next(f"lp-{n}" for n in range(100) if in_traffic("pricing-page", f"lp-{n}", 0.5))
+
+    def engaged() -> int:
+        req = urllib.request.Request(
+            world["server"] + "/api/experiments/pricing-page/results",
+            headers={"Authorization": f"Bearer {PASSWORD}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            goal = next(g for g in json.loads(reply.read())["goals"] if g["key"] == "engaged")
+        return sum(int(v["conversions"]) for v in goal["variants"])
+
+    before = engaged()
+    context = world["browser"].new_context(user_agent=USER_AGENT)
+    context.add_cookies([{"name": "abconv_visitor", "value": visitor, "url": world["server"]}])
+    page = context.new_page()
+    page.goto(world["server"] + "/lp/pricing-page")
+    assert page.get_attribute("script[src='/abconv.js']", "data-engagement") == "1"
+    page.wait_for_function("window.abconv && !Array.isArray(window.abconv)")
+    page.mouse.wheel(0, 2000)
+    eventually(lambda: engaged() == before + 1, "engaged recorded from /lp/")
+    context.close()
 
 
 def test_a_slow_server_leaves_the_original_after_the_timeout(world: dict[str, Any]) -> None:
