@@ -63,7 +63,12 @@ content = { text = "Plain headline", classes = "chosen plain" }
 
 [[variants]]
 key = "bold"
-content = { text = "Bold <b>headline</b>", title = "bold one", onclick = "alert(1)" }
+[variants.content]
+text = "Bold <b>headline</b>"
+title = "bold one"
+onclick = "alert(1)"
+href = " javascript:alert(1)"
+srcdoc = "<b>x</b>"
 
 [[goals]]
 key = "signup"
@@ -242,7 +247,12 @@ def test_the_visitor_sees_their_variant_and_keeps_it_after_a_reload(world: dict[
     text = page.inner_text("#hero")
     assert text == {"plain": "Plain headline", "bold": "Bold <b>headline</b>"}[variant]
     assert page.locator("#hero b").count() == 0  # text, never HTML
-    assert page.get_attribute("#hero", "onclick") is None  # no event handler attributes
+    for unsafe in ("onclick", "href", "srcdoc"):  # event handlers, script URLs, HTML
+        assert page.get_attribute("#hero", unsafe) is None
+    if variant == "bold":
+        assert page.get_attribute("#hero", "title") == "bold one"
+    else:
+        assert page.get_attribute("#hero", "class") == "chosen plain"
     assert page.eval_on_selector("#hero", "el => el.style.visibility") == ""
     assert page.evaluate("abconv.variant('hero')") == variant
     cookie = next(c for c in page.context.cookies() if c["name"] == "abconv_visitor")

@@ -37,8 +37,8 @@
     else if (c.text != null) el.textContent = String(c.text);
     for (const k of String(c.classes || "").split(/[\s,]+/)) if (k) el.classList.add(k);
     for (const [name, value] of Object.entries(c)) {
-      const unsafe = /^(href|src|action)$/i.test(name) && /^\s*(javascript|data|vbscript):/i.test(value);
-      if (/^(text|html|classes|on.*)$/i.test(name) || !/^[a-z][\w:-]*$/i.test(name) || unsafe) continue;
+      const unsafe = /(^|:)(href|src|(form)?action)$/i.test(name) && /^\s*(javascript|data|vbscript):/i.test(value);
+      if (/^(text|html|classes|srcdoc|on.*)$/i.test(name) || !/^[a-z][\w:-]*$/i.test(name) || unsafe) continue;
       if (/^(string|number)$/.test(typeof value)) el.setAttribute(name, value);
     }
   };
@@ -132,7 +132,7 @@
     }),
   };
   window.abconv = api;
-  // Calls queued before it loaded: window.abconv = [["consent", true]]
+  // Queued calls: window.abconv = [["consent", true]]
   if (Array.isArray(queued)) queued.forEach(safe((call) => api[call[0]](...call.slice(1))));
   if (document.readyState === "loading") on("DOMContentLoaded", safe(start));
   else safe(start)();
