@@ -158,6 +158,12 @@ def test_bots_are_served_but_not_recorded(app: Flask, client: FlaskClient, url: 
     assert exposures(app, url.removeprefix("/lp/")) == 0
 
 
+def test_a_head_request_is_answered_but_not_recorded(app: Flask, client: FlaskClient) -> None:
+    assert client.head("/lp/flow").status_code == 302
+    assert client.head("/lp/pricing").status_code == 200
+    assert exposures(app, "flow") == 0 and exposures(app, "pricing") == 0
+
+
 def test_force_serves_that_variant_without_recording(app: Flask, client: FlaskClient) -> None:
     for _ in range(3):
         page = visit(client, "/lp/pricing?force=one-plan", "qa").get_data(as_text=True)  # type: ignore[attr-defined]

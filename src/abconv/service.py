@@ -59,12 +59,14 @@ def assign_visitor(
     force: str | None = None,
     user_agent: str | None = None,
     experiment_keys: Sequence[str] | None = None,
+    record: bool = True,
 ) -> dict[str, Any]:
     """The variants a visitor sees, recording first exposures.
 
     ``experiment_keys`` (the snippet's one request for a page) names several
     experiments; keys that name no experiment are left out of the reply, so
     a page that outlives an experiment file keeps its other tests.
+    ``record=False`` serves like a bot: the variants, and nothing stored.
 
     A returning visitor costs no write (and no query once this worker has
     seen them): their recorded variant wins over the hash (sticky, whatever
@@ -87,7 +89,7 @@ def assign_visitor(
         raise AbconvError(
             "unknown_variant", f"experiment {experiments[0].key!r} has no variant {force!r}"
         )
-    bot = is_bot(user_agent)
+    bot = is_bot(user_agent) or not record
     decisions = {e.key: assign(e, visitor, force=force, bot=bot) for e in experiments}
     try:
         enrolled = _enrol(services, visitor, experiments, decisions)

@@ -2,9 +2,10 @@
 
 The server picks the variant, so nothing flickers and no exposure is lost:
 a redirect is answered only after the exposure is committed (client-side
-redirects lose the ones whose browser leaves first). Bots and ``force=``
-get the page without being recorded; a concluded experiment serves its
-winner; a draft one is a 404 unless previewed with ``force``.
+redirects lose the ones whose browser leaves first). Bots, ``force=`` and
+``HEAD`` requests get the page without being recorded; a concluded
+experiment serves its winner; a draft one is a 404 unless previewed with
+``force``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def landing(key: str) -> BaseResponse:
     reply = service.assign_visitor(
         services(), visitor, experiment_key=key, force=force,
         user_agent=request.headers.get("User-Agent"),
+        record=request.method != "HEAD",  # link checkers look without visiting
     )  # fmt: skip
     chosen = reply["assignments"][0]
     variant = experiment.variant(chosen["variant"])
