@@ -26,9 +26,12 @@ from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.test import TestResponse
 
 DOCUMENT_URI = "urn:abconv:openapi.json"
-NON_JSON_ENDPOINTS = {"static", "pages.dashboard", "metrics"}
+NON_JSON_ENDPOINTS = {
+    "static", "pages.dashboard", "pages.results", "login.form", "login.log_in", "login.log_out",
+    "metrics",
+}  # fmt: skip
 """Endpoints that answer HTML or text by design (and are not in the document)."""
-NON_JSON_ROUTES = {"/", "/metrics"}
+NON_JSON_ROUTES = {"/", "/experiments/<key>", "/login", "/logout", "/metrics"}
 APP_ENDPOINTS = {"metrics"}
 """abconv's endpoints outside a blueprint; any other such endpoint is a test's own."""
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}

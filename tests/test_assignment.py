@@ -12,12 +12,15 @@ import pytest
 from scipy import stats
 
 from abconv.assignment import Reason, assign, in_traffic, is_bot, pick_by_weight, unit_hash
+from abconv.experiments import allocate_layers
 from abconv.experiments.files import parse_experiment
 from abconv.experiments.model import Experiment, Variant
 from abconv.vocabulary import Status
 from tests.conftest import experiment_toml
 
-CASES = json.loads((Path(__file__).parent / "assignment_cases.json").read_text())["cases"]
+PINNED = json.loads((Path(__file__).parent / "assignment_cases.json").read_text())
+CASES = PINNED["cases"]
+LAYER_CASES = PINNED["layer_cases"]
 WEIGHTED = [Variant("a", 1, None, None, None), Variant("b", 2, None, None, None),
             Variant("c", 1, None, None, None)]  # fmt: skip
 
@@ -32,6 +35,21 @@ def test_hashes_match_the_pinned_cases(case: dict[str, object]) -> None:
     assert unit_hash(f"{experiment}:traffic", visitor) == pytest.approx(case["traffic_hash"])
     assert unit_hash(f"{experiment}:variant", visitor) == pytest.approx(case["variant_hash"])
     assert pick_by_weight(experiment, visitor, WEIGHTED).key == case["variant_1_2_1"]
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: f"{c['layer']}/{c['visitor'][:10]}")
+def test_layer_hashes_match_the_pinned_cases(case: dict[str, object]) -> None:
+    from tests.test_layers import layered
+
+    layer_name, visitor = str(case["layer"]), str(case["visitor"])
+    assert unit_hash(f"{layer_name}:layer", visitor) == pytest.approx(case["layer_hash"])
+    experiments = [
+        layered("hero", 1, 0.5, layer=layer_name),
+        layered("signup", 2, 0.3, layer=layer_name),
+    ]
+    layer = allocate_layers(experiments)[0][layer_name]
+    enrolled = [e.key for e in experiments if assign(e, visitor, layer=layer).record]
+    assert enrolled == ([case["experiment_50_30"]] if case["experiment_50_30"] else [])
 
 
 def test_a_fresh_process_gives_the_same_variants() -> None:

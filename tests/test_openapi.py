@@ -34,6 +34,7 @@ from tests.openapi_contract import (
     validator,
 )
 
+ADMIN_SECURITY = [{"basicAuth": []}, {"bearerAuth": []}, {"sessionCookie": []}]
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
@@ -62,13 +63,18 @@ def test_the_document_has_exactly_the_json_routes_of_the_app(app: Flask) -> None
 
 
 def test_the_routes_left_out_are_not_json(client: FlaskClient) -> None:
-    """``/`` (the dashboard) and ``/metrics`` answer HTML or text, so no JSON route hides
-    among the routes the document leaves out."""
-    rules = {rule.rule for rule in client.application.url_map.iter_rules()}
-    assert "/" in rules
-    for route in NON_JSON_ROUTES & rules:
-        reply = client.get(route)
-        assert reply.status_code == 200 and reply.mimetype != "application/json", route
+    """The pages (dashboard, results, login, logout) and ``/metrics`` answer HTML or
+    text, so no JSON route hides among the routes the document leaves out."""
+    rules = [r for r in client.application.url_map.iter_rules() if r.rule in NON_JSON_ROUTES]
+    assert {rule.rule for rule in rules} == NON_JSON_ROUTES
+    for rule in rules:
+        url = rule.build({arg: "shop" for arg in rule.arguments}, append_unknown=False)[1]
+        if "GET" in (rule.methods or set()):
+            reply = client.get(url)
+            assert reply.status_code == 200, url
+        else:
+            reply = client.post(url)  # no CSRF token: an HTML page saying so
+        assert reply.mimetype in ("text/html", "text/plain"), url
 
 
 def test_the_document_is_served_to_anyone(environ: dict[str, str]) -> None:
@@ -84,24 +90,28 @@ def test_the_document_is_served_to_anyone(environ: dict[str, str]) -> None:
 
 
 def test_admin_routes_and_only_they_name_basic_and_bearer(environ: dict[str, str]) -> None:
-    """Without credentials, the routes that answer 401 are exactly those with security."""
+    """Without credentials, the routes that answer 401 (pages: send to the login form)
+    are exactly those with security."""
     app = create_app({**environ, "ABCONV_ADMIN_PASSWORD": "12345"})
     client = app.test_client()
     try:
         for path, method, operation in operations():
             url = path.replace("{key}", "shop")
             # 429: a brute-force limit may count these as failed attempts
-            refused = client.open(url, method=method, json={}).status_code in (401, 429)
+            reply = client.open(url, method=method, json={})
+            to_login = reply.status_code == 302 and reply.location.startswith("/login?")
+            refused = reply.status_code in (401, 429) or to_login
             security = operation.get("security", [])
             assert refused == bool(security), (method, path)
             if refused:
-                assert security == [{"basicAuth": []}, {"bearerAuth": []}], (method, path)
+                assert security == ADMIN_SECURITY, (method, path)
                 assert "401" in operation["responses"] and "403" in operation["responses"]
     finally:
         app.extensions["abconv"].store.dispose()
     schemes = document()["components"]["securitySchemes"]
     assert schemes["basicAuth"] == {**schemes["basicAuth"], "type": "http", "scheme": "basic"}
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["sessionCookie"]["name"] == "abconv_session"
 
 
 def test_every_error_reply_is_the_shared_envelope() -> None:
@@ -214,6 +224,7 @@ def test_every_error_code_of_the_readme_is_in_the_document() -> None:
     assert len(table) > 15
     documented = _document_codes()
     not_of_a_route = {"http_error", "internal_error", "not_found", "method_not_allowed"}
+    not_of_a_route |= {"csrf_refused"}  # the login form's, an HTML page: not in the document
     missing = [
         (code, status)
         for code, status in table

@@ -56,13 +56,15 @@ def generated(environ: dict[str, str]) -> str:
 
 
 def admin_rules(app: Flask) -> list[str]:
-    """A URL of every admin route, found by asking anonymously (401 means admin)."""
+    """A URL of every admin route, found by asking anonymously (401, or the login form
+    for a page, means admin)."""
     client, urls = app.test_client(), []
     for rule in app.url_map.iter_rules():
         methods = rule.methods or set()
         method = "GET" if "GET" in methods else "POST"
         url = rule.build({arg: "shop" for arg in rule.arguments}, append_unknown=False)[1]
-        if client.open(url, method=method).status_code == 401:
+        reply = client.open(url, method=method)
+        if reply.status_code == 401 or reply.location == f"/login?next={url}":
             urls.append(url)
     return urls
 
@@ -80,15 +82,17 @@ def test_with_a_password_everyone_needs_it(anonymous_client: FlaskClient) -> Non
     assert right.status_code == 200
     token = anonymous_client.get("/api/experiments/shop", headers=bearer(ADMIN_PASSWORD))
     assert token.status_code == 200
-    page = anonymous_client.get("/")
-    assert page.status_code == 401 and page.headers["WWW-Authenticate"].startswith("Basic")
+    page = anonymous_client.get("/")  # a person: the login form, not a Basic prompt
+    assert page.status_code == 302 and page.location == "/login?next=/"
     assert anonymous_client.get("/", headers=basic(ADMIN_PASSWORD)).status_code == 200
+    wrong_page = anonymous_client.get("/", headers=basic("wrong"))
+    assert wrong_page.status_code == 401 and wrong_page.mimetype == "text/html"
     assert_error(anonymous_client.post("/api/events", json={"events": []}), 401, "unauthorized")
 
 
 def test_every_admin_route_refuses_without_the_password(app: Flask) -> None:
     urls = admin_rules(app)
-    assert {"/", "/api/events", "/api/experiments", "/api/experiments/shop/results.csv"} <= set(
+    assert {"/", "/experiments/shop", "/api/events", "/api/experiments/shop/results.csv"} <= set(
         urls
     )
     assert not {"/api/assign", "/api/convert", "/healthz"} & set(urls)

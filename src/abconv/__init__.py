@@ -42,7 +42,6 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(templates_dir()))
     app.config.update(
         ABCONV=settings,
-        SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -5,6 +5,12 @@ decides whether the visitor enters at all; the other, salted ``variant``,
 picks the variant by weight. Changing ``traffic`` therefore never moves an
 included visitor to another variant. Hashes are SHA-256 based, so every
 process on every host agrees (never Python's ``hash()``).
+
+An experiment in a layer (README, "Layers") takes part through a third hash,
+salted by the layer (:attr:`Layer.salt`), shared by the layer's experiments:
+the visitor is in the one experiment whose share holds that number, or in
+none. Its ``traffic`` is its share of the layer, so the ``traffic`` hash is
+not used for it; the variant hash is, as for every experiment.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from abconv.experiments import Experiment, Variant
+from abconv.experiments import Experiment, Layer, Variant
 from abconv.vocabulary import Status
 
 # Crawlers and monitors only: server-side sites call the API with curl or an
@@ -36,6 +42,9 @@ class Reason(StrEnum):
     BOT = "bot"
     NOT_RUNNING = "not_running"  # draft or paused: control content
     CONCLUDED = "concluded"  # everyone gets the winner
+    # In a layer whose hash gives the visitor to another experiment (or none),
+    # or enrolled in another experiment of the layer: control, not recorded.
+    LAYER = "layer"
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,20 @@ def unit_hash(salt: str, visitor: str) -> float:
 
 def in_traffic(experiment_key: str, visitor: str, traffic: float) -> bool:
     return unit_hash(f"{experiment_key}:traffic", visitor) < traffic
+
+
+def in_layer_share(layer: Layer, experiment_key: str, visitor: str) -> bool:
+    """Whether the layer's hash puts ``visitor`` in ``experiment_key``'s share.
+
+    The shares of a layer do not overlap, so this holds for at most one of
+    its experiments."""
+    share = layer.share(experiment_key)
+    return share is not None and share.start <= unit_hash(layer.salt, visitor) < share.end
+
+
+def outside_layer(experiment: Experiment) -> Assignment:
+    """What a visitor the layer keeps out of ``experiment`` gets: the control."""
+    return Assignment(_variant(experiment, experiment.control), Reason.LAYER)
 
 
 def pick_by_weight(experiment_key: str, visitor: str, variants: Sequence[Variant]) -> Variant:
@@ -81,12 +104,14 @@ def assign(
     *,
     force: str | None = None,
     bot: bool = False,
+    layer: Layer | None = None,
 ) -> Assignment:
     """Decide a visitor's variant without looking at storage.
 
     Stickiness (a recorded exposure wins over this decision) is the caller's
     job, since only the caller knows what was recorded. ``force`` must name a
-    variant of the experiment (``ValueError`` otherwise).
+    variant of the experiment (``ValueError`` otherwise). ``layer`` is the
+    experiment's layer, required when it has one (``ValueError`` otherwise).
     """
     control = _variant(experiment, experiment.control)
     if force is not None:
@@ -95,7 +120,12 @@ def assign(
         return Assignment(_variant(experiment, experiment.winner), Reason.CONCLUDED)
     if experiment.status is not Status.RUNNING:
         return Assignment(control, Reason.NOT_RUNNING)
-    if not in_traffic(experiment.key, visitor, experiment.traffic):
+    if experiment.layer is not None:
+        if layer is None or layer.name != experiment.layer:
+            raise ValueError(f"experiment {experiment.key!r} needs its layer {experiment.layer!r}")
+        if not in_layer_share(layer, experiment.key, visitor):
+            return Assignment(control, Reason.LAYER)
+    elif not in_traffic(experiment.key, visitor, experiment.traffic):
         return Assignment(control, Reason.EXCLUDED)
     chosen = pick_by_weight(experiment.key, visitor, experiment.variants)
     return Assignment(chosen, Reason.BOT if bot else Reason.ASSIGNED)

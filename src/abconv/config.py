@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ MAX_TRUSTED_PROXIES = 10
 class Settings:
     database_url: str
     experiments_dir: Path
-    secret_key: str
+    secret_key: str | None  # None: a generated one, in instance_dir (signs the login cookie)
     admin_password: str | None  # None: a generated one, in instance_dir, and loopback only
     allowed_origins: tuple[str, ...]
     instance_dir: Path  # the generated admin password and the default SQLite database
@@ -43,7 +42,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         database_url=database_url,
         experiments_dir=Path(env.get("ABCONV_EXPERIMENTS_DIR", "") or DEFAULT_EXPERIMENTS_DIR),
-        secret_key=env.get("ABCONV_SECRET_KEY", "") or secrets.token_hex(32),
+        secret_key=env.get("ABCONV_SECRET_KEY") or None,
         admin_password=env.get("ABCONV_ADMIN_PASSWORD") or None,
         allowed_origins=_parse_origins(env.get("ABCONV_ALLOWED_ORIGINS", "")),
         instance_dir=instance_dir,

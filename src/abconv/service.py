@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from abconv.assignment import Assignment, Reason, assign, is_bot
+from abconv.assignment import Assignment, Reason, assign, is_bot, outside_layer
 from abconv.errors import AbconvError
-from abconv.experiments import Experiment, ExperimentRegistry, Variant
+from abconv.experiments import Experiment, ExperimentRegistry, Layer, Variant
 from abconv.inputs import (
     EventInput,
     check_goal_value,
@@ -90,8 +90,12 @@ def assign_visitor(
             "unknown_variant", f"experiment {experiments[0].key!r} has no variant {force!r}"
         )
     bot = is_bot(user_agent) or not record
-    decisions = {e.key: assign(e, visitor, force=force, bot=bot) for e in experiments}
+    decisions = {
+        e.key: assign(e, visitor, force=force, bot=bot, layer=_layer(services, e))
+        for e in experiments
+    }
     try:
+        decisions = _one_experiment_per_layer(services, visitor, experiments, decisions)
         enrolled = _enrol(services, visitor, experiments, decisions)
     except UNAVAILABLE as error:
         logger.warning("assignment without the database, nothing recorded: %s", error)
@@ -120,7 +124,9 @@ def _enrol(
     """Stored or newly recorded variants of the experiments the visitor is in."""
     store = services.store
     candidates = [
-        e.key for e in experiments if decisions[e.key].reason in (Reason.ASSIGNED, Reason.EXCLUDED)
+        e.key
+        for e in experiments
+        if decisions[e.key].reason in (Reason.ASSIGNED, Reason.EXCLUDED, Reason.LAYER)
     ]
     if not candidates:
         return {}
@@ -141,6 +147,42 @@ def _enrol(
         if variant is not None:  # a variant removed from the file: serve the hash's choice
             enrolled[key] = variant
     return enrolled
+
+
+def _layer(services: Services, experiment: Experiment) -> Layer | None:
+    """The layer ``experiment`` shares (README, "Layers"), if it is in one."""
+    return None if experiment.layer is None else services.experiments.layer(experiment.layer)
+
+
+def _one_experiment_per_layer(
+    services: Services,
+    visitor: str,
+    experiments: Sequence[Experiment],
+    decisions: dict[str, Assignment],
+) -> dict[str, Assignment]:
+    """``decisions``, where a visitor the hash would enrol in an experiment of a
+    layer is kept out (the control, not recorded) when they have a stored
+    exposure in another experiment of that layer: once enrolled in one, a
+    visitor stays there whatever the shares say now (a slot inserted, a share
+    resized). The hash alone already puts a visitor in at most one share.
+    Costs one read when the hash would enrol the visitor in a layered
+    experiment (the store's cache keeps no absences)."""
+    layers = {
+        e.key: services.experiments.layer(e.layer)
+        for e in experiments
+        if e.layer is not None and decisions[e.key].record
+    }
+    others = {key: [m for m in layer.members if m != key] for key, layer in layers.items()}
+    wanted = sorted({member for members in others.values() for member in members})
+    if not wanted:
+        return decisions
+    stored = services.store.exposures_of(visitor, wanted)
+    kept_out = {
+        e.key: outside_layer(e)
+        for e in experiments
+        if any(member in stored for member in others.get(e.key, ()))
+    }
+    return {**decisions, **kept_out}
 
 
 def _assignment_json(experiment: Experiment, variant: Variant, enrolled: bool) -> dict[str, Any]:
@@ -348,7 +390,7 @@ def _exposure_row(services: Services, event: dict[str, Any], prefix: str) -> lis
         )
     at = optional_time(event.get("time"), prefix + "time") or utcnow()
     if event.get("variant") is None:
-        decision = assign(experiment, visitor)
+        decision = assign(experiment, visitor, layer=_layer(services, experiment))
         if not decision.record:
             return []
         variant = decision.variant.key

@@ -7,12 +7,14 @@ The public face of experiment files: the values (:class:`Experiment`,
 for a running server. The format is described in the README (section
 "Experiment files"). Modules: ``model`` (the values), ``files`` (reading),
 ``rules`` and ``toml_fields`` (checking), ``toml_lines`` (line numbers),
+``layers`` (the shares of mutual-exclusion layers, across files),
 ``registry`` (watching a folder).
 """
 
 from __future__ import annotations
 
 from abconv.experiments.files import check_directory, load_experiment_file, parse_experiment
+from abconv.experiments.layers import Layer, Share, allocate_layers
 from abconv.experiments.model import (
     ANALYSIS_DEFAULTS,
     AnalysisSettings,
@@ -31,8 +33,11 @@ __all__ = [
     "ExperimentFileError",
     "ExperimentRegistry",
     "Goal",
+    "Layer",
     "Problem",
+    "Share",
     "Variant",
+    "allocate_layers",
     "check_directory",
     "load_experiment_file",
     "parse_experiment",

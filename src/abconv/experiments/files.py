@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 from abconv.experiments import limits
+from abconv.experiments.layers import allocate_layers
 from abconv.experiments.model import Experiment, ExperimentFileError, Problem
 from abconv.experiments.rules import Checker
 from abconv.experiments.toml_lines import KeyLines
@@ -91,7 +92,9 @@ def experiment_file_signatures(directory: str | Path) -> dict[str, tuple[int, in
 
 def check_directory(directory: str | Path) -> tuple[list[Experiment], list[Problem]]:
     """Load every experiment file of ``directory`` in name order; return the
-    valid experiments and the problems of all the others."""
+    valid experiments and the problems of all the others, then those of
+    layers whose files disagree (those experiments are returned too: a
+    server serves them, without a share of their layer)."""
     try:
         names = sorted(experiment_file_signatures(directory))
     except OSError as error:
@@ -106,7 +109,7 @@ def check_directory(directory: str | Path) -> tuple[list[Experiment], list[Probl
         except ExperimentFileError as error:
             if os.path.lexists(path):  # else removed since listed: not there
                 problems.extend(error.problems)
-    return experiments, problems
+    return experiments, problems + allocate_layers(experiments)[1]
 
 
 def _syntax_problem(path: str, text: str, error: tomllib.TOMLDecodeError) -> Problem:

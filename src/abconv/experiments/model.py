@@ -10,7 +10,7 @@ the README (section "Experiment files") (at least two variants, exactly one prim
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,13 @@ class Experiment:
     # ``engagement = true``: the snippet reports the built-in soft goal "engaged"
     # (already among ``goals``), and the bounce rate is 1 - its rate.
     engagement: bool = False
+    # Mutual exclusion (README, "Layers"): the layer whose traffic this
+    # experiment shares, and the slot that orders its share; both None or both set.
+    layer: str | None = None
+    layer_slot: int | None = None
+    # Where ``layer`` is written, for problems found across files (not part
+    # of the definition: moving a line changes no experiment).
+    layer_line: int | None = field(default=None, compare=False)
 
     def variant(self, key: str) -> Variant | None:
         """The variant called ``key``, or ``None`` when there is none."""
@@ -128,6 +135,8 @@ class Experiment:
             "goals": [goal.to_dict() for goal in self.goals],
             "analysis": self.analysis.to_dict(),
             "engagement": self.engagement,
+            "layer": self.layer,
+            "layer_slot": self.layer_slot,
             "file": Path(self.path).name,
         }
 

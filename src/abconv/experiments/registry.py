@@ -12,6 +12,7 @@ from pathlib import Path
 
 from abconv.experiments import files as experiment_files
 from abconv.experiments import limits
+from abconv.experiments.layers import Layer, allocate_layers
 from abconv.experiments.model import Experiment, ExperimentFileError, Problem
 from abconv.vocabulary import Status
 
@@ -39,7 +40,8 @@ class _Snapshot:
 
     experiments: dict[str, Experiment]  # by key
     running: tuple[Experiment, ...]  # sorted by key
-    problems: tuple[Problem, ...]  # of the folder, then of each file by name
+    problems: tuple[Problem, ...]  # of the folder, then of each file by name, then of layers
+    layers: dict[str, Layer]  # by name
 
 
 class ExperimentRegistry:
@@ -77,7 +79,7 @@ class ExperimentRegistry:
         self._folder_problem: Problem | None = None
         # Replaced as a whole on each refresh, never changed in place, so
         # readers need no lock.
-        self._snapshot = _Snapshot({}, (), ())
+        self._snapshot = _Snapshot({}, (), (), {})
 
     def all(self) -> dict[str, Experiment]:
         """Every valid experiment by key (a copy; refreshed when due)."""
@@ -90,6 +92,11 @@ class ExperimentRegistry:
     def running(self) -> list[Experiment]:
         """The experiments with ``status = "running"``, sorted by key."""
         return list(self._current().running)
+
+    def layer(self, name: str) -> Layer:
+        """The layer ``name`` as the served experiments share it (empty when
+        none names it: then it admits nobody)."""
+        return self._current().layers.get(name) or Layer(name)
 
     def problems(self) -> list[Problem]:
         """The problems of the files as they are now, by file name; a file
@@ -203,5 +210,9 @@ class ExperimentRegistry:
         problems = [p for _, state in sorted(self._files.items()) for p in state.problems]
         if self._folder_problem is not None:
             problems.insert(0, self._folder_problem)
-        self._snapshot = _Snapshot(experiments, tuple(running), tuple(problems))
+        layers, layer_problems = allocate_layers(experiments.values())
+        for problem in set(layer_problems) - set(self._snapshot.problems):
+            self.logger.warning("experiment file %s", problem)
+        problems.extend(layer_problems)
+        self._snapshot = _Snapshot(experiments, tuple(running), tuple(problems), layers)
         self._checked_at = started

@@ -32,7 +32,8 @@ EXPERIMENT_KEY = re.compile(r"[a-z0-9-]+")
 ITEM_KEY = re.compile(r"[a-z0-9_-]+")  # variant and goal keys
 TOP_LEVEL_FIELDS = (
     "key", "name", "hypothesis", "status", "kind", "traffic",
-    "control", "winner", "variants", "goals", "analysis", "engagement",
+    "control", "winner", "variants", "goals", "analysis", "layer", "layer_slot",
+    "engagement",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
 GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap", "guard")
@@ -95,6 +96,7 @@ class Checker(FieldChecker):
             goals.append(self.engaged_goal(goals))
         analysis = self.analysis(data)
         control, winner = self.control_and_winner(top, variants, status)
+        layer, layer_slot = self.layer(top)
         if (
             self.problems or key is None or name is None or hypothesis is None
             or status is None or kind is None or traffic is None or control is None
@@ -104,7 +106,9 @@ class Checker(FieldChecker):
         return Experiment(
             key=key, name=name, hypothesis=hypothesis, status=status, kind=kind,
             traffic=traffic, control=control, winner=winner, variants=tuple(variants),
-            goals=tuple(goals), analysis=analysis, path=self.path, engagement=engagement,
+            goals=tuple(goals), analysis=analysis, path=self.path, layer=layer,
+            layer_slot=layer_slot, layer_line=self.lines.line_of(("layer",)) if layer else None,
+            engagement=engagement,
         )  # fmt: skip
 
     def engaged_goal(self, goals: list[Goal]) -> Goal:
@@ -135,6 +139,32 @@ class Checker(FieldChecker):
                 ("winner",), f'winner is only allowed with status = "concluded", not "{status}"'
             )
         return (control if control is not None else keys[0] if keys else None), winner
+
+    def layer(self, top: Table) -> tuple[str | None, int | None]:
+        """``layer`` and ``layer_slot``: both or neither (README, "Layers")."""
+        layer = self.text(top, "layer")
+        if layer is not None and (
+            not EXPERIMENT_KEY.fullmatch(layer) or len(layer) > MAX_KEY_LENGTH
+        ):
+            self.problem(
+                ("layer",),
+                f"layer must be 1 to {MAX_KEY_LENGTH} lowercase letters, digits and -, "
+                f'got "{shorten(layer)}"',
+            )
+            layer = None
+        slot = self.integer(top, "layer_slot", 0) if "layer_slot" in top.data else None
+        if slot is not None and slot < 1:
+            self.problem(("layer_slot",), f"layer_slot must be a whole number >= 1, got {slot}")
+            slot = None
+        if "layer" in top.data and "layer_slot" not in top.data:
+            self.problem(
+                ("layer",),
+                "layer needs layer_slot = N, the order of this experiment's share in "
+                "the layer (the next free slot for a new experiment)",
+            )
+        if "layer_slot" in top.data and "layer" not in top.data:
+            self.problem(("layer_slot",), 'layer_slot needs layer = "NAME"')
+        return layer, slot
 
     # -- variants and goals ---------------------------------------------
 

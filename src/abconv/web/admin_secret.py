@@ -1,4 +1,9 @@
-"""The admin password abconv makes up when ``ABCONV_ADMIN_PASSWORD`` is not set.
+"""Secrets abconv makes up when they are not configured, kept in the instance folder.
+
+``admin-password`` when ``ABCONV_ADMIN_PASSWORD`` is not set, and
+``secret-key`` (which signs the login cookie) when ``ABCONV_SECRET_KEY`` is
+not: every worker process must sign with the same key, or a person logged in
+by one worker is a stranger to the next.
 
 A proxy on the same machine that adds no forwarding header makes every
 request look local, so "local" alone cannot guard the admin routes: a secret
@@ -17,6 +22,7 @@ from pathlib import Path
 from abconv.errors import AbconvError
 
 PASSWORD_FILE = "admin-password"
+SECRET_KEY_FILE = "secret-key"
 
 
 def password_file(instance_dir: Path) -> Path:
@@ -24,39 +30,46 @@ def password_file(instance_dir: Path) -> Path:
 
 
 def generated_password(instance_dir: Path) -> str:
-    """The password stored in ``instance_dir``, written first if there is none.
+    """The admin password stored in ``instance_dir``, written first if there is none."""
+    return generated_secret(password_file(instance_dir), "the admin password")
 
-    The file appears whole or not at all: the password is written to a
+
+def generated_secret_key(instance_dir: Path) -> str:
+    """The session-signing key stored in ``instance_dir``, written first if there is none."""
+    return generated_secret(instance_dir.resolve() / SECRET_KEY_FILE, "the secret key")
+
+
+def generated_secret(path: Path, what: str) -> str:
+    """The secret stored at ``path``, written first if there is none.
+
+    The file appears whole or not at all: the secret is written to a
     private temporary file (``O_CREAT | O_EXCL``, mode 0600) that is then
     hard-linked to its final name, which fails when another process got
     there first. Either way every process then reads the one file that won.
     """
-    path = password_file(instance_dir)
     if not path.exists():
         _publish(path, secrets.token_urlsafe(24))
     try:
-        password = path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
-        raise AbconvError(
-            "bad_config", f"cannot read the admin password in {path}: {error}"
-        ) from error
-    if not password:
-        raise AbconvError("bad_config", f"the admin password file {path} is empty")
-    return password
+        raise AbconvError("bad_config", f"cannot read {what} in {path}: {error}") from error
+    if not secret:
+        raise AbconvError("bad_config", f"the file of {what}, {path}, is empty")
+    return secret
 
 
-def _publish(path: Path, password: str) -> None:
+def _publish(path: Path, secret: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    draft = path.with_name(f".{PASSWORD_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(password + "\n")
+            stream.write(secret + "\n")
             stream.flush()
             os.fsync(stream.fileno())
         try:
             os.link(draft, path)
         except FileExistsError:
-            pass  # another process published first: its password is the one
+            pass  # another process published first: its secret is the one
     finally:
         draft.unlink(missing_ok=True)

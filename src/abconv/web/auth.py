@@ -8,15 +8,20 @@ forwarding header makes every request look local:
   (:mod:`abconv.web.admin_secret`) is needed *and* the request must come
   from a loopback address; from elsewhere it is 403 ``forbidden``.
 
-The password goes in HTTP Basic auth (any user name) or as a ``Bearer``
-token. The client's address is the socket peer, rewritten only by
+Scripts give the password in HTTP Basic auth (any user name) or as a
+``Bearer`` token; people type it into the login form
+(:mod:`abconv.web.login`), which leaves a signed session cookie holding a
+fingerprint of the password (a changed password logs everyone out). A
+page asked for with neither goes to the login form; an API route answers
+401 JSON. The client's address is the socket peer, rewritten only by
 ``ProxyFix`` for the ``ABCONV_TRUSTED_PROXIES`` hops (:mod:`abconv.web.headers`);
 ``X-Forwarded-For``, ``Forwarded`` and ``X-Real-IP`` count for nothing
 otherwise. Wrong passwords are counted per client (:mod:`abconv.web.attempts`).
 
 Admin writes must also be JSON and, when the browser names an ``Origin``,
 come from the server's own: a page elsewhere cannot post a form or a
-``text/plain`` beacon with the Basic credentials a browser has cached.
+``text/plain`` beacon with the Basic credentials or the cookie a browser
+holds.
 A ``Bearer`` token is exempt from the origin check, as no browser attaches
 one by itself.
 """
@@ -31,7 +36,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, abort, current_app, redirect, request, session, url_for
 
 from abconv.errors import AbconvError
 from abconv.web.admin_secret import PASSWORD_FILE, generated_password
@@ -54,6 +59,14 @@ class AdminGate:
     @property
     def local_only(self) -> bool:
         return self.configured_password is None
+
+    def check(self, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), self.password().encode())
+
+    def fingerprint(self, secret_key: str | bytes) -> str:
+        """What the login cookie holds: the password's HMAC under the signing key."""
+        key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        return hmac.new(key, self.password().encode(), "sha256").hexdigest()
 
     def password(self) -> str:
         """The configured password, or the generated one (read on first need)."""
@@ -78,17 +91,39 @@ def admin_required(view: View) -> View:
     return guarded  # type: ignore[return-value]
 
 
+def gate() -> AdminGate:
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
 def check_admin() -> None:
-    gate: AdminGate = current_app.extensions[EXTENSION]
+    admin = gate()
+    check_client(admin)
+    admin.password()  # the generated one is written now, if it is the first time
+    given, bearer = _given_password()
+    if given is None and logged_in(admin):
+        bearer = False  # the cookie: writes are checked as with Basic
+    elif given is None:
+        if request.blueprint == "pages":
+            abort(redirect(url_for("login.form", next=request.full_path.rstrip("?"))))
+        raise AbconvError("unauthorized", _password_hint(admin), 401)
+    elif not admin.check(given):
+        failed_attempt(admin)
+        raise AbconvError("unauthorized", "wrong admin password", 401)
+    if request.method not in READ_METHODS:
+        _check_write(bearer)
+
+
+def check_client(admin: AdminGate) -> None:
+    """Refuse another machine when no password is set, and a client locked out."""
     client = request.remote_addr or ""
-    if gate.local_only and not is_loopback(client):
+    if admin.local_only and not is_loopback(client):
         raise AbconvError(
             "forbidden",
             "no ABCONV_ADMIN_PASSWORD is set, so the admin routes answer only on the "
             "server's own machine; set one to reach them from elsewhere",
             403,
         )
-    wait = gate.attempts.retry_after(client)
+    wait = admin.attempts.retry_after(client)
     if wait is not None:
         current_app.logger.warning(
             "admin: refused %s on %s %s: too many wrong passwords, %d s to wait",
@@ -100,19 +135,23 @@ def check_admin() -> None:
             429,
             headers={"Retry-After": str(wait)},
         )
-    expected = gate.password()  # the generated one is written now, if it is the first time
-    given, bearer = _given_password()
-    if given is None:
-        raise AbconvError("unauthorized", _password_hint(gate), 401)
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        failures = gate.attempts.record_failure(client)
-        current_app.logger.warning(
-            "admin: wrong password from %s on %s %s (%d within %d s)",
-            client, request.method, request.path, failures, WINDOW_SECONDS,
-        )  # fmt: skip
-        raise AbconvError("unauthorized", "wrong admin password", 401)
-    if request.method not in READ_METHODS:
-        _check_write(bearer)
+
+
+def failed_attempt(admin: AdminGate) -> None:
+    client = request.remote_addr or ""
+    failures = admin.attempts.record_failure(client)
+    current_app.logger.warning(
+        "admin: wrong password from %s on %s %s (%d within %d s)",
+        client, request.method, request.path, failures, WINDOW_SECONDS,
+    )  # fmt: skip
+
+
+def logged_in(admin: AdminGate) -> bool:
+    """Whether the login cookie holds the current password's fingerprint."""
+    held = session.get("admin")
+    if not isinstance(held, str) or current_app.secret_key is None:
+        return False
+    return hmac.compare_digest(held, admin.fingerprint(current_app.secret_key))
 
 
 def is_loopback(address: str) -> bool:
@@ -137,8 +176,8 @@ def _given_password() -> tuple[str | None, bool]:
     return None, False
 
 
-def _password_hint(gate: AdminGate) -> str:
-    if gate.local_only:
+def _password_hint(admin: AdminGate) -> str:
+    if admin.local_only:
         return (
             "the admin password is required: the one abconv generated in "
             f"its instance folder ({PASSWORD_FILE}), as Basic auth or a Bearer token"

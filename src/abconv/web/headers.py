@@ -1,4 +1,4 @@
-"""What every reply says about itself: the proxies believed, browser defences, cookies.
+"""What every reply says about itself: the proxies believed, browser defences.
 
 - ``ABCONV_TRUSTED_PROXIES`` = N wraps the app in werkzeug's ``ProxyFix`` for
   N hops of ``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``: the client
@@ -10,14 +10,13 @@
   for browsers without CSP level 2, and a ``Referrer-Policy`` that keeps
   dashboard URLs to this server. JSON replies get them too: harmless, and
   one rule is easier to check than two.
-- The session cookie (unused today, but Flask's) is ``HttpOnly``,
-  ``SameSite=Lax``, and ``Secure`` whenever the request came over HTTPS.
+
+The login cookie has a module of its own, :mod:`abconv.web.session`.
 """
 
 from __future__ import annotations
 
-from flask import Flask, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask
 from flask.wrappers import Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -39,8 +38,6 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    app.session_interface = _SecureWhenHttps()
     app.after_request(_add_security_headers)
 
 
@@ -48,10 +45,3 @@ def _add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
-
-
-class _SecureWhenHttps(SecureCookieSessionInterface):
-    """Flask's cookie session, ``Secure`` per request rather than per config."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure

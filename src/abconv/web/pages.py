@@ -1,27 +1,135 @@
-"""Pages for people: the dashboard."""
+"""Pages for people: the dashboard and each experiment's results.
+
+A route reads the results document (:mod:`abconv.results`), the same one
+``/api/experiments/KEY/results`` answers, and hands it to a template with
+the plain words (:mod:`abconv.web.verdict`) and the charts' geometry
+(:mod:`abconv.web.charts`). ``soft_to_hard``, ``timeline`` and ``progress``
+are drawn when the document has them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
-from abconv.experiments import ExperimentRegistry
-from abconv.web.api import services
+from abconv.errors import AbconvError
+from abconv.experiments import Experiment, ExperimentRegistry
+from abconv.web import charts, verdict
+from abconv.web.api import results_of, services
 from abconv.web.auth import admin_required
 
 bp = Blueprint("pages", __name__)
+SAFE_LINK_STARTS = ("https://", "http://", "/")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One experiment on the dashboard; ``problem`` when its results cannot be read."""
+
+    experiment: Experiment
+    visitors: int
+    days_running: int | None
+    leader: verdict.Leader | None
+    verdict: verdict.Verdict | None
+    problem: str | None
 
 
 @bp.get("/")
 @admin_required
 def dashboard() -> str:
-    store, registry = services().store, services().experiments
-    rows = [
-        (experiment, store.visitors_by_variant(experiment.key))
-        for experiment in registry.all().values()
-    ]
+    registry = services().experiments
+    rows = [_row(experiment) for experiment in registry.all().values()]
     return render_template("pages/dashboard.html", rows=rows, broken=broken_files(registry))
+
+
+def _row(experiment: Experiment) -> Row:
+    try:
+        document = results_of(experiment.key)
+    except AbconvError as error:
+        return Row(experiment, 0, None, None, None, error.message)
+    view = verdict.default_view(experiment.analysis.method)
+    progress = document.get("progress") or {}
+    goal = verdict.primary_goal(document)
+    return Row(
+        experiment,
+        sum(v["visitors"] for v in goal["variants"]),
+        progress.get("days_running"),
+        verdict.leader(goal, view, experiment.analysis.alpha),
+        verdict.verdict(document, experiment.analysis, view, progress.get("days_left")),
+        None,
+    )
+
+
+@bp.get("/experiments/<key>")
+@admin_required
+def results(key: str) -> str:
+    experiment = services().experiment(key)
+    document = results_of(key)
+    view = verdict.VIEWS.get(request.args.get("view", ""))
+    if view is None:
+        view = verdict.default_view(experiment.analysis.method)
+    progress = document.get("progress")
+    goals = sorted(document["goals"], key=lambda g: (g["kind"] != "hard", not g["primary"]))
+    return render_template(
+        "pages/results.html",
+        experiment=experiment,
+        file=Path(experiment.path).name,
+        document=document,
+        view=view,
+        verdict=verdict.verdict(
+            document, experiment.analysis, view, (progress or {}).get("days_left")
+        ),
+        method=verdict.method_words(experiment.analysis),
+        warnings=verdict.soft_over_hard(document),
+        progress=progress,
+        goals=[
+            (goal, charts.forest(goal["variants"]), charts.densities(goal["variants"]))
+            for goal in goals
+        ],  # fmt: skip
+        timeline=_timeline(document),
+        funnels=[charts.funnel(pair) for pair in document.get("soft_to_hard") or []],
+        variants=[(v, safe_link(v.url)) for v in experiment.variants],
+    )
+
+
+def _timeline(document: dict[str, Any]) -> charts.Timeline | None:
+    if not document.get("timeline"):
+        return None
+    goal = next(
+        (g for g in document["goals"] if g["key"] == document["timeline"].get("goal")),
+        verdict.primary_goal(document),
+    )
+    return charts.timeline(document["timeline"], goal["variants"])
+
+
+def safe_link(url: str | None) -> str | None:
+    """``url`` when a link to it can only open a page (no ``javascript:``), else ``None``."""
+    if url and url.startswith(SAFE_LINK_STARTS) and not url.startswith("//"):
+        return url
+    return None
+
+
+@bp.app_template_filter("percent")
+def _percent(value: float | None, signed: bool = False, digits: int = 1) -> str:
+    return verdict.percent(value, signed, digits)
+
+
+@bp.app_template_filter("interval")
+def _interval(pair: list[float | None] | None, signed: bool = False) -> str:
+    return verdict.interval(pair, signed)
+
+
+@bp.app_template_filter("chance")
+def _chance(value: float | None) -> str:
+    return verdict.chance(value)
+
+
+@bp.app_template_filter("p_value")
+def _p_value(value: float | None) -> str:
+    return verdict.p_value(value)
 
 
 def broken_files(registry: ExperimentRegistry) -> list[tuple[str, str, list[str]]]:
