@@ -463,11 +463,3 @@ def test_with_the_server_stopped_the_page_works_unchanged(world: dict[str, Any])
     page.screenshot(path=str(ARTIFACTS / "embed-server-down.png"))
     assert page.errors == []
     page.context.close()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _keep_artifacts_out_of_git() -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    ignore = ARTIFACTS / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")
