@@ -1,4 +1,4 @@
-"""Hot path: /api/assign for new and returning visitors, as ratios of a bare Flask route.
+"""Hot paths: /api/assign and /lp/KEY for new and returning visitors, as ratios of a bare route.
 
 Runs gunicorn with the settings of ``abconv serve`` (2 workers of 8 threads;
 ``--worker sync``: the former 2 sync workers) on a bare Flask JSON route and on
@@ -31,6 +31,15 @@ counter = 0
 request = function()
   counter = counter + 1
   return wrk.format("GET", "PATH?experiment=homepage-cta&visitor=PREFIX-" .. counter)
+end
+"""
+# A landing page (a rendered template, or a 302) for a new visitor each time:
+# the visitor id comes in the cookie, as from a browser.
+NEW_LANDING_VISITORS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "PATH", {["Cookie"] = "abconv_visitor=PREFIX-" .. counter})
 end
 """
 # A thousand returning visitors, recorded during the warm-up.
@@ -82,6 +91,10 @@ def wrk(url: str, seconds: int, script: str | None = None) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
+def landing(path: str) -> str:
+    return NEW_LANDING_VISITORS.replace("PATH", path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -107,6 +120,8 @@ def main() -> None:
         base = wrk(bare_url + "/", args.seconds, bare_script)
         returning = wrk(abconv_url + "/", args.seconds, RETURNING_VISITORS)
         new = wrk(abconv_url + "/", args.seconds, assign_script)
+        page = wrk(abconv_url + "/", args.seconds, landing("/lp/pricing-page"))
+        redirect = wrk(abconv_url + "/", args.seconds, landing("/lp/signup-redirect?utm_source=a"))
         base_again = wrk(bare_url + "/", args.seconds, bare_script)
     finally:
         for process in (bare, abconv):
@@ -122,6 +137,8 @@ def main() -> None:
         ("bare Flask route", bare_rate, f"runs: {base:.0f}, {base_again:.0f}"),
         ("assign, returning", returning, "no write; no query once cached"),
         ("assign, new visitor", new, "exposure committed"),
+        ("/lp/ page, new visitor", page, "template rendered; half enrolled (traffic 0.5)"),
+        ("/lp/ redirect, new", redirect, "exposure committed, then 302"),
     ]
     for name, rate, note in rows:
         print(f"{name:<22} {rate:8.0f} req/s  {rate / bare_rate:.2f}x  ({note})")

@@ -224,7 +224,7 @@ RULES = [
     # (id, base, old, new, line, fragment)
     ("toml-syntax", VALID, 'name = "Demo"', 'name = "Demo', 2, "not valid TOML"),
     ("key-not-file-name", VALID, 'key = "demo"', 'key = "other"', 1,
-     'key "other" must equal the file name "demo.toml"'),
+     'key "other" must be "demo", the file name without .toml'),
     ("missing-key", VALID, 'key = "demo"\n', "", None, "missing required field 'key'"),
     ("missing-name", VALID, 'name = "Demo"\n', "", None, "missing required field 'name'"),
     ("empty-name", VALID, 'name = "Demo"', 'name = "  "', 2, "name must not be empty"),
@@ -490,7 +490,7 @@ def test_check_directory_reports_each_bad_file_and_skips_other_files(tmp_path: P
     found, trouble = check_directory(tmp_path)
     assert [experiment.key for experiment in found] == ["alpha", "demo"]
     assert [str(problem) for problem in trouble] == [
-        f'{tmp_path / "zeta.toml"}:1: key "other" must equal the file name "zeta.toml"'
+        f'{tmp_path / "zeta.toml"}:1: key "other" must be "zeta", the file name without .toml'
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -188,7 +189,8 @@ def check(directory: Path | None) -> None:
     if problems:
         click.echo(f"{len(problems)} problem(s) in {folder}", err=True)
         sys.exit(1)
-    click.echo(f"{len(experiments)} experiment file(s) in {folder} are valid")
+    keys = ", ".join(sorted(experiment.key for experiment in experiments))
+    click.echo(f"{len(experiments)} experiment file(s) in {folder} are valid: {keys}")
 
 
 @cli.command()
@@ -234,18 +236,65 @@ def _fail(reason: str) -> NoReturn:
     type=float,
     help="Relative lift of each further variant over the one before, on hard goals.",
 )
-def simulate(experiment: str, visitors: int, seed: int, base_rate: float, lift: float) -> None:
+@click.option(
+    "--url",
+    default=None,
+    help="A running server (http://HOST:PORT) to send the traffic to over HTTP; "
+    "without it, the routes run in-process on this environment's database.",
+)
+@click.option(
+    "--password",
+    envvar="ABCONV_ADMIN_PASSWORD",
+    default=None,
+    help="With --url: the admin password, to read the experiment's definition "
+    "[default: ABCONV_ADMIN_PASSWORD, else instance/admin-password].",
+)
+def simulate(
+    experiment: str,
+    visitors: int,
+    seed: int,
+    base_rate: float,
+    lift: float,
+    url: str | None,
+    password: str | None,
+) -> None:
     """Send synthetic visitors of EXPERIMENT through the API, to see data at once."""
     from abconv.errors import AbconvError
-    from abconv.simulation import TrafficModel, simulate_traffic
+    from abconv.simulation import TrafficModel, simulate_over_http, simulate_traffic
 
+    model = TrafficModel(seed=seed, base_rate=base_rate, lift=lift)
+    where = f"over HTTP to {url}" if url else "in-process"
     try:
-        summary = simulate_traffic(
-            experiment, visitors, TrafficModel(seed=seed, base_rate=base_rate, lift=lift)
-        )
+        with click.progressbar(
+            length=visitors, label=f"Simulating {where}", file=sys.stderr
+        ) as bar:
+
+            def progress(numbers: Iterable[int]) -> Iterable[int]:
+                for number in numbers:
+                    yield number
+                    bar.update(1)
+
+            if url:
+                summary = simulate_over_http(
+                    url, experiment, visitors, model, password or _local_password(), progress
+                )
+            else:
+                summary = simulate_traffic(experiment, visitors, model, progress)
     except AbconvError as error:
         raise click.ClickException(error.message) from None
     click.echo(summary)
+
+
+def _local_password() -> str | None:
+    """The generated admin password of a server started in this folder, if any."""
+    from abconv.config import load_config
+    from abconv.errors import AbconvError
+    from abconv.web.admin_secret import password_file
+
+    try:
+        return password_file(load_config().instance_dir).read_text().strip() or None
+    except (OSError, AbconvError):
+        return None
 
 
 def main() -> None:

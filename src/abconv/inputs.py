@@ -209,3 +209,29 @@ def require_object(body: Any, name: str = "body") -> dict[str, Any]:
     if not isinstance(body, dict):
         raise AbconvError("bad_json", f"{name} must be a JSON object")
     return body
+
+
+MAX_EXPERIMENTS_A_REQUEST = 50
+
+
+def experiment_list(value: Any, field: str = "experiments") -> list[str] | None:
+    """Several experiment keys: ``"a,b"`` in a query string, or a JSON list of keys.
+
+    ``None`` when not given. Duplicates are dropped, order kept. A key that
+    is well formed but names no experiment is the caller's to skip.
+    """
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise AbconvError("bad_request", f"{field} must be keys separated by commas, or a list")
+    keys = list(dict.fromkeys(item.strip() for item in items if item.strip()))
+    if not keys or len(keys) > MAX_EXPERIMENTS_A_REQUEST:
+        raise AbconvError(
+            "bad_request",
+            f"{field} must name 1 to {MAX_EXPERIMENTS_A_REQUEST} experiments, got {len(keys)}",
+        )
+    for key in keys:
+        if not KEY.fullmatch(key):
+            raise AbconvError("bad_request", f"{field}: {shown(key)} is not an experiment key")
+    return keys

@@ -58,8 +58,15 @@ def assign_visitor(
     experiment_key: str | None = None,
     force: str | None = None,
     user_agent: str | None = None,
+    experiment_keys: Sequence[str] | None = None,
+    record: bool = True,
 ) -> dict[str, Any]:
     """The variants a visitor sees, recording first exposures.
+
+    ``experiment_keys`` (the snippet's one request for a page) names several
+    experiments; keys that name no experiment are left out of the reply, so
+    a page that outlives an experiment file keeps its other tests.
+    ``record=False`` serves like a bot: the variants, and nothing stored.
 
     A returning visitor costs no write (and no query once this worker has
     seen them): their recorded variant wins over the hash (sticky, whatever
@@ -67,9 +74,14 @@ def assign_visitor(
     still gets its content: the hash's variant, ``enrolled`` false, and a
     top-level ``degraded`` sentence (present only then).
     """
-    if experiment_key is None:
-        if force is not None:
-            raise AbconvError("bad_request", "force needs experiment: force=VARIANT&experiment=KEY")
+    if experiment_key is None and force is not None:
+        raise AbconvError("bad_request", "force needs experiment: force=VARIANT&experiment=KEY")
+    if experiment_keys is not None:
+        if experiment_key is not None:
+            raise AbconvError("bad_request", "give experiment or experiments, not both")
+        known = (services.experiments.get(key) for key in experiment_keys)
+        experiments = [e for e in known if e is not None]
+    elif experiment_key is None:
         experiments = services.experiments.running()
     else:
         experiments = [services.experiment(experiment_key)]
@@ -77,7 +89,7 @@ def assign_visitor(
         raise AbconvError(
             "unknown_variant", f"experiment {experiments[0].key!r} has no variant {force!r}"
         )
-    bot = is_bot(user_agent)
+    bot = is_bot(user_agent) or not record
     decisions = {
         e.key: assign(e, visitor, force=force, bot=bot, layer=_layer(services, e))
         for e in experiments
@@ -183,6 +195,8 @@ def _assignment_json(experiment: Experiment, variant: Variant, enrolled: bool) -
     for field in ("content", "url", "template"):
         if getattr(variant, field) is not None:
             reply[field] = getattr(variant, field)
+    if experiment.engagement and enrolled:
+        reply["engagement"] = True  # the snippet reports "engaged" for this page view
     return reply
 
 

@@ -92,6 +92,9 @@ class Experiment:
     goals: tuple[Goal, ...]
     analysis: AnalysisSettings
     path: str
+    # ``engagement = true``: the snippet reports the built-in soft goal "engaged"
+    # (already among ``goals``), and the bounce rate is 1 - its rate.
+    engagement: bool = False
     # Mutual exclusion (README, "Layers"): the layer whose traffic this
     # experiment shares, and the slot that orders its share; both None or both set.
     layer: str | None = None
@@ -131,6 +134,7 @@ class Experiment:
             "variants": [variant.to_dict() for variant in self.variants],
             "goals": [goal.to_dict() for goal in self.goals],
             "analysis": self.analysis.to_dict(),
+            "engagement": self.engagement,
             "layer": self.layer,
             "layer_slot": self.layer_slot,
             "file": Path(self.path).name,

@@ -27,11 +27,13 @@ from abconv.experiments.toml_fields import FieldChecker, Table, shorten, typed
 from abconv.vocabulary import ExperimentKind, GoalKind, Method, Status
 
 MAX_KEY_LENGTH = 64
+ENGAGED_GOAL = "engaged"  # the goal ``engagement = true`` adds (README, "Engagement")
 EXPERIMENT_KEY = re.compile(r"[a-z0-9-]+")
 ITEM_KEY = re.compile(r"[a-z0-9_-]+")  # variant and goal keys
 TOP_LEVEL_FIELDS = (
     "key", "name", "hypothesis", "status", "kind", "traffic",
     "control", "winner", "variants", "goals", "analysis", "layer", "layer_slot",
+    "engagement",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
 GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap", "guard")
@@ -79,7 +81,9 @@ class Checker(FieldChecker):
         self.unknown_fields(top, TOP_LEVEL_FIELDS)
         key = self.key(top, EXPERIMENT_KEY, "lowercase letters, digits and -")
         if key is not None and key != file_stem:
-            self.problem(("key",), f'key "{key}" must equal the file name "{file_stem}.toml"')
+            self.problem(
+                ("key",), f'key "{key}" must be "{file_stem}", the file name without .toml'
+            )
         name = self.text(top, "name", required=True, blank=False)
         hypothesis = self.text(top, "hypothesis", default="")
         status = self.choice(top, "status", Status, Status.DRAFT)
@@ -87,13 +91,16 @@ class Checker(FieldChecker):
         traffic = self.ranged(top, "traffic", 1.0, lambda x: 0 < x <= 1, "> 0 and <= 1")
         variants = self.variants(data, kind)
         goals = self.goals(data)
+        engagement = self.flag(top, "engagement", False)
+        if engagement:
+            goals.append(self.engaged_goal(goals))
         analysis = self.analysis(data)
         control, winner = self.control_and_winner(top, variants, status)
         layer, layer_slot = self.layer(top)
         if (
             self.problems or key is None or name is None or hypothesis is None
             or status is None or kind is None or traffic is None or control is None
-            or analysis is None
+            or analysis is None or engagement is None
         ):  # fmt: skip
             return None
         return Experiment(
@@ -101,7 +108,18 @@ class Checker(FieldChecker):
             traffic=traffic, control=control, winner=winner, variants=tuple(variants),
             goals=tuple(goals), analysis=analysis, path=self.path, layer=layer,
             layer_slot=layer_slot, layer_line=self.lines.line_of(("layer",)) if layer else None,
+            engagement=engagement,
         )  # fmt: skip
+
+    def engaged_goal(self, goals: list[Goal]) -> Goal:
+        """The built-in soft goal of ``engagement = true``, reported by the snippet."""
+        if any(goal.key == ENGAGED_GOAL for goal in goals):
+            self.problem(
+                ("engagement",),
+                f'engagement = true adds the goal "{ENGAGED_GOAL}" itself: '
+                f"remove the [[goals]] table of that key",
+            )
+        return Goal(ENGAGED_GOAL, GoalKind.SOFT, value=False, primary=False)
 
     def control_and_winner(
         self, top: Table, variants: list[Variant], status: Status | None

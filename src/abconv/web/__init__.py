@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from abconv.web import api, auth, errors, headers, login, metrics, pages, session
+from abconv.web import api, auth, embed, errors, headers, landing, login, metrics, pages, session
 
 
 def init_app(app: Flask) -> None:
@@ -15,4 +15,6 @@ def init_app(app: Flask) -> None:
     auth.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(embed.bp)
+    app.register_blueprint(landing.bp)
     login.init_app(app)

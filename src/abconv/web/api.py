@@ -13,6 +13,7 @@ from abconv import results as results_module
 from abconv import service
 from abconv.inputs import (
     conversion_input,
+    experiment_list,
     json_too_deep,
     require_object,
     require_shallow,
@@ -61,6 +62,7 @@ def assign() -> Response:
         experiment_key=params.get("experiment") or None,
         force=params.get("force") or None,
         user_agent=_user_agent(params),
+        experiment_keys=experiment_list(params.get("experiments")),
     )
     return jsonify(reply)
 
