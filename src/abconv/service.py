@@ -340,14 +340,17 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
             + problems[0],
             details=problems,
         )
-    with services.store.writing() as conn:
-        new_exposures = services.store.insert_exposures(conn, exposures)
-        stored = services.store.exposures_for(conn, {c.visitor for c, _ in conversions})
-        now = utcnow()
-        rows = [
+    now = utcnow()
+
+    def credit(stored: dict[tuple[str, str], StoredExposure]) -> list[NewConversion]:
+        return [
             row for c, candidates in conversions for row in _credited(c, candidates, stored, now)
         ]
-        new_conversions = sum(services.store.insert_conversions(conn, rows))
+
+    new_exposures, rows, inserted = services.store.ingest(
+        exposures, {c.visitor for c, _ in conversions}, credit
+    )
+    new_conversions = sum(inserted)
     return {
         "exposures": {"received": len(exposures), "recorded": new_exposures},
         "conversions": {

@@ -10,7 +10,7 @@ recomputed), :mod:`~abconv.store.results` (reads for results).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -95,6 +95,14 @@ class Store:
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
         return self.events.record_conversions(rows)
+
+    def ingest(
+        self,
+        exposures: list[dict[str, Any]],
+        visitors: Iterable[str],
+        credit: Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
+    ) -> tuple[int, list[NewConversion], list[bool]]:
+        return self.events.ingest(exposures, visitors, credit)
 
     # -- rollups and results -------------------------------------------------
 

@@ -9,7 +9,8 @@ transaction; a duplicate changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,18 @@ from sqlalchemy.engine import Connection
 
 from abconv.store.connections import Database, as_database_error, utcnow
 from abconv.store.exposure_cache import ExposureCache
-from abconv.store.rollups import Rollups
+from abconv.store.rollups import Rollups, VisitorGoal, conversion_changes
+from abconv.store.sqlite import (
+    INSERT_CONVERSION,
+    SELECT_CAPS,
+    SELECT_EVENT,
+    SELECT_EXPOSURES_OF_MANY,
+    SELECT_STATES,
+    UPSERTS,
+    SqliteHotPath,
+    sqlite_values,
+    stored_time,
+)
 from abconv.store.tables import (
     CONVERSION,
     CONVERSION_KEY,
@@ -139,6 +151,11 @@ class Events:
     def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
         """The conversions ``visitor`` recorded with ``event_id``: never another
         visitor's, whose event ids are theirs."""
+        hot = self.database.hot
+        if hot is not None:
+            with self.database.using(), as_database_error():
+                found = hot.read(SELECT_EVENT, (visitor, event_id))
+            return [NewConversion(*row[:7], datetime.fromisoformat(row[7])) for row in found]
         with self.database.reading() as conn:
             rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
             return [NewConversion(*row) for row in rows.all()]
@@ -156,8 +173,102 @@ class Events:
         )
         return new
 
+    def ingest(
+        self,
+        exposures: list[dict[str, Any]],
+        visitors: Iterable[str],
+        credit: Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
+    ) -> tuple[int, list[NewConversion], list[bool]]:
+        """A batch in one committed transaction: insert ``exposures``, read the
+        stored exposures of ``visitors``, insert the conversions ``credit``
+        makes of them. Return the new exposures, the conversion rows, and
+        True where a conversion row was new."""
+        hot = self.database.hot
+        if hot is not None:
+            with self.database.using(), as_database_error(), hot.transaction() as connection:
+                new_exposures = hot.insert_exposures_in(connection, exposures)
+                rows = credit(_exposures_for_hot(connection, visitors))
+                return new_exposures, rows, _insert_conversions_hot(connection, rows)
+        with self.database.writing() as conn:
+            new_exposures = self.insert_exposures(conn, exposures)
+            rows = credit(self.exposures_for(conn, visitors))
+            return new_exposures, rows, self.insert_conversions(conn, rows)
+
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
+        """Store conversions and their rollups in one committed transaction;
+        True where a row was new."""
         if not rows:
             return []
+        hot = self.database.hot
+        if hot is not None:
+            with self.database.using(), as_database_error():
+                return _record_conversions_hot(hot, rows)
         with self.database.writing() as conn:
             return self.insert_conversions(conn, rows)
+
+
+def _record_conversions_hot(hot: SqliteHotPath, rows: Sequence[NewConversion]) -> list[bool]:
+    """:meth:`Events.record_conversions` on SQLite's hot path."""
+    with hot.transaction() as connection:
+        return _insert_conversions_hot(connection, rows)
+
+
+def _insert_conversions_hot(
+    connection: sqlite3.Connection, rows: Sequence[NewConversion]
+) -> list[bool]:
+    """:meth:`Events.insert_conversions` in plain sqlite3, inside the caller's
+    transaction: the same rows, rollups computed by the same
+    :func:`~abconv.store.rollups.conversion_changes`."""
+    new = [
+        bool(
+            connection.execute(
+                INSERT_CONVERSION,
+                (row.experiment, row.variant, row.visitor, row.goal, row.kind, row.value,
+                 row.event_id, stored_time(row.created_at)),
+            ).fetchall()
+        )
+        for row in rows
+    ]  # fmt: skip
+    added = [row for row, is_new in zip(rows, new, strict=True) if is_new]
+    if not added:
+        return new
+    states: dict[tuple[str, str, str], VisitorGoal] = {}
+    by_experiment: dict[str, set[str]] = {}
+    for row in added:
+        by_experiment.setdefault(row.experiment, set()).add(row.visitor)
+    caps: dict[tuple[str, str], float] = {}
+    for experiment, visitors in sorted(by_experiment.items()):
+        for chunk in _chunks(sorted(visitors)):
+            marks = ", ".join("?" * len(chunk))
+            for visitor, goal, kind, first, last, total, events in connection.execute(
+                f"{SELECT_STATES} AND visitor IN ({marks})", (experiment, *chunk)
+            ):
+                states[(experiment, visitor, goal)] = VisitorGoal(
+                    goal, kind, datetime.fromisoformat(first), datetime.fromisoformat(last),
+                    total, events,
+                )  # fmt: skip
+        for goal, cap in connection.execute(SELECT_CAPS, (experiment,)):
+            caps[(experiment, goal)] = cap
+    for table, changes in conversion_changes(added, states, caps):
+        connection.executemany(UPSERTS[table], [sqlite_values(change) for change in changes])
+    return new
+
+
+def _exposures_for_hot(
+    connection: sqlite3.Connection, visitors: Iterable[str]
+) -> dict[tuple[str, str], StoredExposure]:
+    found = {}
+    for chunk in _chunks(sorted(set(visitors))):
+        marks = ", ".join("?" * len(chunk))
+        for visitor, experiment, variant, at in connection.execute(
+            f"{SELECT_EXPOSURES_OF_MANY} ({marks})", chunk
+        ):
+            found[(visitor, experiment)] = StoredExposure(
+                experiment, variant, datetime.fromisoformat(at)
+            )
+    return found
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -166,22 +166,44 @@ class Rollups:
         pairs = sorted({(row.experiment, row.visitor) for row in rows})
         if not self.database.is_sqlite:
             conn.execute(self._lock_visitors, {"pairs": pairs})
-        batch = _Batch(
-            {(r.experiment, r.visitor, r.goal): VisitorGoal(*r[2:])
-             for r in conn.execute(self._states, {"pairs": pairs})},
-            {(r.experiment, r.goal): r.cap
-             for r in conn.execute(self._caps, {"experiments": sorted({e for e, _ in pairs})})},
-        )  # fmt: skip
-        for row in rows:
-            batch.add(row)
-        for statement, changes in (
-            (self._put_state, batch.states),
-            (self._add_goal, batch.goals),
-            (self._add_goal_day, batch.days),
-            (self._add_pair, batch.pairs),
-        ):
-            if changes:
-                conn.execute(statement, [changes[key] for key in sorted(changes)])
+        experiments = {"experiments": sorted({e for e, _ in pairs})}
+        states = {
+            (r.experiment, r.visitor, r.goal): VisitorGoal(*r[2:])
+            for r in conn.execute(self._states, {"pairs": pairs})
+        }
+        caps = {(r.experiment, r.goal): r.cap for r in conn.execute(self._caps, experiments)}
+        statements = {
+            ROLLUP_VISITOR_GOAL.name: self._put_state,
+            ROLLUP_GOAL.name: self._add_goal,
+            ROLLUP_GOAL_DAY.name: self._add_goal_day,
+            ROLLUP_PAIR.name: self._add_pair,
+        }
+        for table, changes in conversion_changes(rows, states, caps):
+            conn.execute(statements[table], changes)
+
+
+def conversion_changes(
+    rows: Sequence[NewConversion],
+    states: dict[tuple[str, str, str], VisitorGoal],
+    caps: dict[tuple[str, str], float],
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The rollup rows that new conversion ``rows`` change, by table name, each
+    table's rows in key order; ``states`` are the stored states of the rows'
+    visitors (and goals), ``caps`` the recorded caps by (experiment, goal).
+    Pure: both the SQLAlchemy path and SQLite's hot path write what it says."""
+    batch = _Batch(states, caps)
+    for row in rows:
+        batch.add(row)
+    return [
+        (table.name, [changes[key] for key in sorted(changes)])
+        for table, changes in (
+            (ROLLUP_VISITOR_GOAL, batch.states),
+            (ROLLUP_GOAL, batch.goals),
+            (ROLLUP_GOAL_DAY, batch.days),
+            (ROLLUP_PAIR, batch.pairs),
+        )
+        if changes
+    ]
 
 
 _STATE_FIELDS = tuple(VisitorGoal.__dataclass_fields__)
