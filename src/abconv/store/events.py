@@ -155,7 +155,10 @@ class Events:
         if hot is not None:
             with self.database.using(), as_database_error():
                 found = hot.read(SELECT_EVENT, (visitor, event_id))
-            return [NewConversion(*row[:7], datetime.fromisoformat(row[7])) for row in found]
+            return [
+                NewConversion(e, v, who, goal, kind, value, event, datetime.fromisoformat(at))
+                for e, v, who, goal, kind, value, event, at in found
+            ]
         with self.database.reading() as conn:
             rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
             return [NewConversion(*row) for row in rows.all()]
