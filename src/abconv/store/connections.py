@@ -8,6 +8,7 @@ stored. The schema is migrated on first use (:mod:`abconv.store.schema`).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -54,6 +55,10 @@ class Database:
             self.writer_lock = SqliteWriterLock(database)
             if database is not None:  # in-memory databases cannot be shared
                 self.hot = SqliteHotPath(database, self.writer_lock)
+        # One statement that needs no transaction of its own (a read of one
+        # visitor's rows; PostgreSQL's exposure insert with its rollup): no
+        # BEGIN, no COMMIT or ROLLBACK round trip.
+        self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.schema_ready = False
         self.hang_guard = HangGuard(self._probe)
 
@@ -147,12 +152,31 @@ class Database:
             yield conn
 
     @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection for one statement, committed as it runs (see
+        :attr:`autocommit_engine`): never for several statements that must
+        see one snapshot or commit together."""
+        with self.using(), self.autocommit_engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def using(self) -> Iterator[None]:
         """Around every use of the database but the health check: fail at once
         while it hangs, and create or migrate the tables if not done yet."""
         with self.hang_guard.watch():
             self.ensure_schema()
-            yield
+            try:
+                yield
+            except sa.exc.DBAPIError as error:
+                if error.connection_invalidated and not self.is_sqlite:
+                    # A pooled connection died in use, as a pre-ping at checkout
+                    # would have found: try a new one before answering, so that
+                    # a database that hangs is known to (the probe waits for
+                    # the connect timeout, and the guard trips) and one that
+                    # restarted serves the next request.
+                    with suppress(Exception):
+                        self._probe()
+                raise
 
 
 @contextmanager
@@ -176,9 +200,8 @@ def normalise_url(url: str) -> str:
 def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return create_sqlite_engine(url)
-    return sa.create_engine(
+    engine = sa.create_engine(
         _with_server_timeouts(url),
-        pool_pre_ping=True,  # a connection dropped by a database restart is replaced
         pool_size=4,
         max_overflow=4,
         pool_timeout=2,  # every connection busy: a 503 rather than a long wait
@@ -194,6 +217,35 @@ def _create_engine(url: str) -> Engine:
             "tcp_user_timeout": 2500,
         },
     )
+    sa.event.listen(engine, "checkin", _idle_from)
+    sa.event.listen(
+        engine, "checkout", lambda dbapi, record, _: _ping_if_idle(engine.dialect, dbapi, record)
+    )
+    return engine
+
+
+# A pooled connection idle this long is checked with a round trip before use.
+IDLE_PING_SECONDS = 1.0
+
+
+def _idle_from(dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: sa.Dialect, dbapi_connection: Any, record: Any) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, for connections idle over
+    :data:`IDLE_PING_SECONDS` only: one dropped by a database restart while
+    the server was quiet is replaced before a request uses it, while under
+    load (connections back in the pool within milliseconds) no request pays
+    the ``SELECT 1`` round trip. A connection that dies in use fails its
+    request (503) and SQLAlchemy drops the pool's older connections."""
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except Exception as error:
+        raise sa.exc.DisconnectionError(str(error)) from error
 
 
 # Requests never wait long for a lock (another transaction's, a migration's),

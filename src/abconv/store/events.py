@@ -35,6 +35,7 @@ from abconv.store.tables import (
     CONVERSION,
     CONVERSION_KEY,
     EXPOSURE,
+    ROLLUP_EXPOSURE,
     NewConversion,
     StoredExposure,
 )
@@ -42,6 +43,9 @@ from abconv.store.tables import (
 _CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at",
 )  # fmt: skip
+
+
+EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at")
 
 
 class Events:
@@ -65,6 +69,29 @@ class Events:
             CONVERSION.c.visitor == sa.bindparam("visitor"),
             CONVERSION.c.event_id == sa.bindparam("event_id"),
         )
+        # PostgreSQL: one exposure and its rollup in one statement, run in
+        # autocommit (one round trip; the statement is atomic on its own).
+        new = (
+            insert(EXPOSURE)
+            .values({name: sa.bindparam(name) for name in EXPOSURE_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
+            .returning(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at)
+            .cte("new")
+        )
+        day = sa.cast(new.c.created_at, sa.Date)
+        counted = insert(ROLLUP_EXPOSURE).from_select(
+            ["experiment", "variant", "day", "visitors"],
+            sa.select(new.c.experiment, new.c.variant, day, sa.func.count()).group_by(
+                new.c.experiment, new.c.variant, day
+            ),
+        )
+        counted = counted.on_conflict_do_update(
+            index_elements=["experiment", "variant", "day"],
+            set_={"visitors": ROLLUP_EXPOSURE.c.visitors + counted.excluded.visitors},
+        )
+        self._insert_one_exposure = sa.select(
+            new.c.experiment, new.c.variant, new.c.created_at
+        ).add_cte(counted.cte("counted"))
         self._insert_conversion = (
             insert(CONVERSION)
             .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
@@ -88,7 +115,7 @@ class Events:
             with self.database.using(), as_database_error():
                 rows: Sequence[Any] = hot.exposures_of(visitor)
         else:
-            with self.database.reading() as conn:
+            with self.database.autocommit() as conn:
                 rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
         stored = {row[0]: StoredExposure(*row) for row in rows}
         self.exposure_cache.put(visitor, stored.values())
@@ -127,6 +154,9 @@ class Events:
         if hot is not None:
             with self.database.using(), as_database_error():
                 inserted = hot.insert_exposures(rows)
+        elif len(rows) == 1 and not self.database.is_sqlite:
+            with self.database.autocommit() as conn:
+                inserted = len(conn.execute(self._insert_one_exposure, rows[0]).all())
         else:
             with self.database.writing() as conn:
                 inserted = self.insert_exposures(conn, rows)
@@ -159,7 +189,7 @@ class Events:
                 NewConversion(e, v, who, goal, kind, value, event, datetime.fromisoformat(at))
                 for e, v, who, goal, kind, value, event, at in found
             ]
-        with self.database.reading() as conn:
+        with self.database.autocommit() as conn:
             rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
             return [NewConversion(*row) for row in rows.all()]
 
