@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -54,13 +54,13 @@ class VisitorGoal:
     events: int
 
     def adding(self, row: NewConversion) -> VisitorGoal:
-        return replace(
-            self,
-            kind=max(self.kind, row.kind),  # "soft" > "hard": soft when any row says so
-            first_at=min(self.first_at, row.created_at),
-            last_at=max(self.last_at, row.created_at),
-            total=self.total + (row.value or 0.0),
-            events=self.events + 1,
+        return VisitorGoal(
+            self.goal,
+            max(self.kind, row.kind),  # "soft" > "hard": soft when any row says so
+            min(self.first_at, row.created_at),
+            max(self.last_at, row.created_at),
+            self.total + (row.value or 0.0),
+            self.events + 1,
         )
 
 
@@ -220,7 +220,10 @@ class _Batch:
         states: dict[tuple[str, str, str], VisitorGoal],
         caps: dict[tuple[str, str], float],
     ) -> None:
-        self.known = states
+        # By (experiment, visitor), then goal: a visitor's other goals at once.
+        self.known: dict[tuple[str, str], dict[str, VisitorGoal]] = {}
+        for (experiment, visitor, goal), state in states.items():
+            self.known.setdefault((experiment, visitor), {})[goal] = state
         self.caps = caps
         self.states: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.goals: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -229,9 +232,10 @@ class _Batch:
 
     def add(self, row: NewConversion) -> None:
         key = (row.experiment, row.visitor, row.goal)
-        before = self.known.get(key)
+        visitor_goals = self.known.setdefault((row.experiment, row.visitor), {})
+        before = visitor_goals.get(row.goal)
         after = first_state(row) if before is None else before.adding(row)
-        self.known[key] = after
+        visitor_goals[row.goal] = after
         self.states[key] = {
             "experiment": row.experiment, "visitor": row.visitor, "variant": row.variant,
             **{n: getattr(after, n) for n in _STATE_FIELDS},
@@ -246,11 +250,7 @@ class _Batch:
                 {"goal": row.goal, "day": day, "converting": converting, "events": events},
                 ("converting", "events"),
             )  # fmt: skip
-        others = (
-            state
-            for (experiment, visitor, goal), state in self.known.items()
-            if (experiment, visitor) == (row.experiment, row.visitor) and goal != row.goal
-        )
+        others = (state for goal, state in visitor_goals.items() if goal != row.goal)
         for pair in _pair_deltas(before, after, others):
             self._merge(
                 self.pairs, (row.experiment, row.variant, pair["first_goal"], pair["then_goal"]),
@@ -297,13 +297,12 @@ def _day_deltas(
 ) -> dict[date, tuple[int, int]]:
     """Day → (converting, events): the event on its day; the visitor's first
     conversion moved to an earlier day when this event predates it."""
-    deltas: Counter[tuple[date, str]] = Counter({(event_day, "events"): 1})
+    deltas = {event_day: [0, 1]}  # day -> [converting, events]
     if before is None or before.first_at.date() != after.first_at.date():
-        deltas[(after.first_at.date(), "converting")] += 1
+        deltas.setdefault(after.first_at.date(), [0, 0])[0] += 1
         if before is not None:
-            deltas[(before.first_at.date(), "converting")] -= 1
-    days = sorted({day for day, _ in deltas})
-    return {day: (deltas[(day, "converting")], deltas[(day, "events")]) for day in days}
+            deltas.setdefault(before.first_at.date(), [0, 0])[0] -= 1
+    return {day: (converting, events) for day, (converting, events) in sorted(deltas.items())}
 
 
 def _pair_deltas(
