@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from abconv.store.connections import Database, as_database_error, utcnow
@@ -48,6 +49,15 @@ _CONVERSION_COLUMNS = (
 EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at")
 
 
+_INSERT_CONVERSIONS_POSTGRES = sa.text(
+    f"INSERT INTO conversion ({', '.join(_CONVERSION_COLUMNS)}) SELECT * FROM unnest("
+    "CAST(:experiment AS varchar[]), CAST(:variant AS varchar[]), CAST(:visitor AS varchar[]), "
+    "CAST(:goal AS varchar[]), CAST(:kind AS varchar[]), CAST(:value AS float8[]), "
+    "CAST(:event_id AS varchar[]), CAST(:created_at AS timestamp[])) "
+    f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING visitor, event_id, experiment"
+)
+
+
 class Events:
     """Exposures and conversions of one database, with this process's exposure cache."""
 
@@ -68,6 +78,13 @@ class Events:
         self._select_event = sa.select(*(CONVERSION.c[n] for n in _CONVERSION_COLUMNS)).where(
             CONVERSION.c.visitor == sa.bindparam("visitor"),
             CONVERSION.c.event_id == sa.bindparam("event_id"),
+        )
+        self._select_exposures_of_many = sa.select(
+            EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+        )
+        self._select_exposures_of_any = self._select_exposures_of_many.where(
+            EXPOSURE.c.visitor
+            == sa.any_(sa.bindparam("visitors", type_=postgresql.ARRAY(sa.String)))
         )
         # PostgreSQL: one exposure and its rollup in one statement, run in
         # autocommit (one round trip; the statement is atomic on its own).
@@ -125,14 +142,17 @@ class Events:
         self, conn: Connection, visitors: Iterable[str]
     ) -> dict[tuple[str, str], StoredExposure]:
         """Exposures of many visitors, by (visitor, experiment), inside ``conn``."""
-        query = sa.select(
-            EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
-        ).where(EXPOSURE.c.visitor.in_(sorted(set(visitors))))
+        wanted = sorted(set(visitors))
+        if self.database.is_sqlite:
+            query = self._select_exposures_of_many.where(EXPOSURE.c.visitor.in_(wanted))
+            found = conn.execute(query)
+        else:  # one statement text for any number of visitors
+            found = conn.execute(self._select_exposures_of_any, {"visitors": wanted})
         return {
             (row.visitor, row.experiment): StoredExposure(
                 row.experiment, row.variant, row.created_at
             )
-            for row in conn.execute(query).all()
+            for row in found.all()
         }
 
     def record_exposures(
@@ -200,11 +220,35 @@ class Events:
         changes nothing.
         """
         rows = list(rows)
-        new = [len(conn.execute(self._insert_conversion, row.__dict__).all()) == 1 for row in rows]
+        if len(rows) > 1 and not self.database.is_sqlite:
+            new = self._insert_many_conversions(conn, rows)
+        else:
+            new = [
+                len(conn.execute(self._insert_conversion, row.__dict__).all()) == 1 for row in rows
+            ]
         self.rollups.conversions_added(
             conn, [row for row, is_new in zip(rows, new, strict=True) if is_new]
         )
         return new
+
+    def _insert_many_conversions(self, conn: Connection, rows: list[NewConversion]) -> list[bool]:
+        """PostgreSQL: a batch's conversions in one statement (arrays, ``unnest``)
+        rather than a round trip each. As row by row, the first of a batch's rows
+        with one (visitor, event_id, experiment) is the one that counts."""
+        seen: set[tuple[str, str | None, str]] = set()
+        first = []
+        for row in rows:
+            key = (row.visitor, row.event_id, row.experiment)
+            first.append(row.event_id is None or key not in seen)
+            seen.add(key)
+        sent = [row for row, is_first in zip(rows, first, strict=True) if is_first]
+        columns = {name: [getattr(row, name) for row in sent] for name in _CONVERSION_COLUMNS}
+        stored = {tuple(r) for r in conn.execute(_INSERT_CONVERSIONS_POSTGRES, columns)}
+        return [
+            is_first
+            and (row.event_id is None or (row.visitor, row.event_id, row.experiment) in stored)
+            for row, is_first in zip(rows, first, strict=True)
+        ]
 
     def ingest(
         self,

@@ -26,6 +26,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from abconv.store import rollup_rebuild
@@ -105,7 +106,19 @@ class Rollups:
             set_={name: state.excluded[name] for name in _values(ROLLUP_VISITOR_GOAL)},
         )
         # Every row of a batch's visitors and experiments, read (and locked) at once.
-        pairs: sa.BindParameter[Any] = sa.bindparam("pairs", expanding=True)
+        # PostgreSQL takes them as two arrays: one statement text whatever their
+        # number (a list of placeholders is parsed anew for each length).
+        pairs: Any = sa.bindparam("pairs", expanding=True)
+        if not database.is_sqlite:
+            names = (
+                sa.func.unnest(
+                    sa.bindparam("pair_experiments", type_=postgresql.ARRAY(sa.String)),
+                    sa.bindparam("pair_visitors", type_=postgresql.ARRAY(sa.String)),
+                )
+                .table_valued("experiment", "visitor")
+                .render_derived()
+            )
+            pairs = sa.select(names.c.experiment, names.c.visitor)
         keys: sa.BindParameter[Any] = sa.bindparam("experiments", expanding=True)
         exposure, state = EXPOSURE.c, ROLLUP_VISITOR_GOAL.c
         # Serialises one visitor's events on PostgreSQL, in one order for all writers
@@ -164,12 +177,17 @@ class Rollups:
         if not rows:
             return
         pairs = sorted({(row.experiment, row.visitor) for row in rows})
+        named: dict[str, Any] = {"pairs": pairs}
         if not self.database.is_sqlite:
-            conn.execute(self._lock_visitors, {"pairs": pairs})
+            named = {
+                "pair_experiments": [e for e, _ in pairs],
+                "pair_visitors": [v for _, v in pairs],
+            }
+            conn.execute(self._lock_visitors, named)
         experiments = {"experiments": sorted({e for e, _ in pairs})}
         states = {
             (r.experiment, r.visitor, r.goal): VisitorGoal(*r[2:])
-            for r in conn.execute(self._states, {"pairs": pairs})
+            for r in conn.execute(self._states, named)
         }
         caps = {(r.experiment, r.goal): r.cap for r in conn.execute(self._caps, experiments)}
         statements = {
