@@ -196,7 +196,11 @@ class Rollups:
             ROLLUP_GOAL_DAY.name: self._add_goal_day,
             ROLLUP_PAIR.name: self._add_pair,
         }
-        for table, changes in conversion_changes(rows, states, caps):
+        changed = conversion_changes(rows, states, caps)
+        if not self.database.is_sqlite:  # one statement, one round trip
+            conn.execute(_POSTGRES_UPSERTS, _as_arrays(changed))
+            return
+        for table, changes in changed:
             conn.execute(statements[table], changes)
 
 
@@ -359,3 +363,61 @@ def _adding(statement: Any, table: sa.Table, counters: list[str], **merged: Any)
     set_ = {name: table.c[name] + excluded[name] for name in counters}
     set_.update({name: merge(table.c[name], excluded[name]) for name, merge in merged.items()})
     return statement.on_conflict_do_update(index_elements=_primary_key(table), set_=set_)
+
+
+_CHANGED_TABLES = (ROLLUP_VISITOR_GOAL, ROLLUP_GOAL, ROLLUP_GOAL_DAY, ROLLUP_PAIR)
+_ARRAY_TYPES = {sa.String: "varchar[]", sa.Date: "date[]", sa.DateTime: "timestamp[]",
+                sa.Float: "float8[]", sa.Integer: "int4[]"}  # fmt: skip
+
+
+def _array_type(column: sa.Column[Any]) -> str:
+    return next(name for kind, name in _ARRAY_TYPES.items() if isinstance(column.type, kind))
+
+
+def _postgres_upsert(table: sa.Table, set_: dict[str, str]) -> str:
+    """``table``'s rows from one array parameter per column, upserted."""
+    names = [column.name for column in table.columns]
+    arrays = ", ".join(f"CAST(:{table.name}__{c.name} AS {_array_type(c)})" for c in table.columns)
+    updates = ", ".join(f'"{name}" = {value}' for name, value in set_.items())
+    return (
+        f"INSERT INTO {table.name} ({', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)}) "
+        f"SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({', '.join(_primary_key(table))}) DO UPDATE SET {updates}"
+    )
+
+
+def _postgres_adding(table: sa.Table, *counters: str) -> dict[str, str]:
+    return {n: f'{table.name}."{n}" + excluded."{n}"' for n in counters}
+
+
+# PostgreSQL: the upserts of the four tables a conversion changes in one
+# statement (each table's rows as arrays; an empty array changes nothing),
+# doing what Rollups' per-table statements do.
+_POSTGRES_UPSERTS = sa.text(
+    "WITH "
+    + ", ".join(
+        f"{table.name} AS ({_postgres_upsert(table, set_)})"
+        for table, set_ in (
+            (ROLLUP_VISITOR_GOAL,
+             {n: f'excluded."{n}"' for n in _values(ROLLUP_VISITOR_GOAL)}),
+            (ROLLUP_GOAL, {
+                **_postgres_adding(ROLLUP_GOAL, *("converting", "events", "value_sum",
+                    "value_sum_squares", "value_sum_cubes", "capped_visitors")),
+                "kind": "greatest(rollup_goal.kind, excluded.kind)",
+            }),
+            (ROLLUP_GOAL_DAY, _postgres_adding(ROLLUP_GOAL_DAY, "converting", "events")),
+            (ROLLUP_PAIR, _postgres_adding(ROLLUP_PAIR, "both", "then_after_first")),
+        )
+    )
+    + " SELECT 1"
+)  # fmt: skip
+
+
+def _as_arrays(changed: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, list[Any]]:
+    """The parameters of :data:`_POSTGRES_UPSERTS`: a list per table and column."""
+    rows = dict(changed)
+    return {
+        f"{table.name}__{column.name}": [row[column.name] for row in rows.get(table.name, [])]
+        for table in _CHANGED_TABLES
+        for column in table.columns
+    }
