@@ -432,6 +432,36 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The README's table of a run: both databases side by side."""
+    names = [db["database"] for db in report["databases"]]
+    by_db = {db["database"]: db["routes"] for db in report["databases"]}
+    head = "| route (target SQLite / PostgreSQL) |"
+    head += "".join(f" {n} | ratio | p99 ms (× bare) |" for n in names)
+    lines = [head, "|---|" + "---|---|---|" * len(names)]
+    for route in ROUTES:
+        if route == "bare":
+            label = "bare Flask route, req/s"
+        elif route == "batch":
+            label = f"{LABELS[route]}, events/s (≥ {BATCH_TARGETS[0]:,} / {BATCH_TARGETS[1]:,})"
+        else:
+            label = f"{LABELS[route]}, req/s (≥ {TARGETS[route][0]} / {TARGETS[route][1]}×)"
+        cells = []
+        for name in names:
+            e = by_db[name][route]
+            if route == "batch":
+                cells.append(
+                    f" {e['events_per_s']:,.0f} | | {e['p99_ms']:.0f} ({e['p99_ratio']:.1f}×) |"
+                )
+            elif route == "bare":
+                cells.append(f" {e['rps']:,.0f} | 1 | {e['p99_ms']:.1f} |")
+            else:
+                p99 = f"{e['p99_ms']:.0f} ({e['p99_ratio']:.1f}×)"
+                cells.append(f" {e['rps']:,.0f} | {e['ratio']:.2f}× | {p99} |")
+        lines.append(f"| {label} |" + "".join(cells))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per route and round")
@@ -444,7 +474,12 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000, help="exposures, results route")
     parser.add_argument("--results-calls", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--show", type=Path, help="print the tables of a saved run, and stop")
     args = parser.parse_args()
+    if args.show is not None:
+        saved = json.loads(args.show.read_text())
+        print(table(saved) + "\n\n" + markdown(saved))
+        return
     tool = args.load
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
