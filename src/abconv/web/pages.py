@@ -3,8 +3,8 @@
 A route reads the results document (:mod:`abconv.results`), the same one
 ``/api/experiments/KEY/results`` answers, and hands it to a template with
 the plain words (:mod:`abconv.web.verdict`) and the charts' geometry
-(:mod:`abconv.web.charts`). ``soft_to_hard``, ``timeline`` and ``progress``
-are drawn when the document has them.
+(:mod:`abconv.web.charts`). ``soft_to_hard``, ``bounce``, ``timeline`` and
+``progress`` are drawn when the document has them.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def results(key: str) -> str:
         ],  # fmt: skip
         timeline=_timeline(document),
         funnels=[charts.funnel(pair) for pair in document.get("soft_to_hard") or []],
+        bounce=(bounce := document.get("bounce")),
+        bounce_sentences=verdict.bounce_sentences(bounce, view, experiment.analysis.alpha),
         variants=[(v, safe_link(v.url)) for v in experiment.variants],
     )
 
