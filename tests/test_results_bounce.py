@@ -96,6 +96,9 @@ def test_without_visitors_the_rates_are_undefined_not_errors() -> None:
         "p_value": None,
         "chance_lower": found["goals"][1]["variants"][1]["vs_control"]["chance_to_beat_control"],
     }  # fmt: skip
+    assert verdict.bounce_sentences(bounce, "bayesian") == [
+        "B: not enough visitors yet to compare."
+    ]
 
 
 BOUNCE_PATHS = {

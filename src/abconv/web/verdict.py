@@ -236,7 +236,7 @@ def bounce_sentences(bounce: dict[str, Any] | None, view: View, alpha: float = 0
             f"{percent(control['rate'])} on {control['key']}"
         )
         if diff is None:
-            sentences.append(head + ": not enough visitors yet.")
+            sentences.append(f"{variant['key']}: not enough visitors yet to compare.")
             continue
         band = versus.get("abs_diff_ci")
         within = ""
