@@ -85,6 +85,7 @@ def results(key: str) -> str:
         method=verdict.method_words(experiment.analysis),
         warnings=verdict.soft_over_hard(document),
         progress=progress,
+        many_days=verdict.MANY_DAYS,
         goals=[
             (goal, charts.forest(goal["variants"]), charts.densities(goal["variants"]))
             for goal in goals

@@ -21,6 +21,10 @@ SOFT_WIN = 0.95  # chance to beat the control that makes a soft goal "more"
 HARD_LOSS = 0.2  # at or below: the hard goal is "likely fewer"
 
 
+# Beyond this, a count of days left reads as noise: the advice changes instead.
+MANY_DAYS = 365
+
+
 @dataclass(frozen=True)
 class Verdict:
     tone: str  # "winner", "keep_running", "no_difference", "invalid": the badge's class
@@ -135,7 +139,12 @@ def verdict(
             "to run.",
         )  # fmt: skip
     wait = "Keep the test running"
-    if days_left is not None:
+    if days_left is not None and days_left > MANY_DAYS:
+        wait += (
+            ": at today's traffic the plan needs more than a year; send more traffic to the "
+            "test or plan for a larger effect"
+        )
+    elif days_left is not None:
         wait += f": about {days_left} more day{'s' if days_left != 1 else ''} at today's traffic"
     if best is None:
         detail = "No visitors yet."
