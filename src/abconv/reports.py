@@ -94,6 +94,7 @@ def _counts(row: dict[str, Any] | None, with_value: bool) -> dict[str, float]:
     if with_value:
         counts["value_sum"] = float(row["value_sum"] or 0.0) if row else 0.0
         counts["value_sum_squares"] = float(row["value_sum_squares"] or 0.0) if row else 0.0
+        counts["value_sum_cubes"] = float(row["value_sum_cubes"] or 0.0) if row else 0.0
     return counts
 
 
