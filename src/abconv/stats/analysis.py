@@ -3,13 +3,15 @@
 Every figure is computed whatever the method; ``method`` changes only how
 the comparisons against the control are tested (``frequentist``: fixed-n
 Wald/z/Welch; ``sequential``: confidence sequences and always-valid
-p-values; ``bayesian`` reports the fixed-n figures too) and how the decision
-is taken.  ``rate_ci`` and ``per_visitor_ci`` are always fixed-n intervals.
+p-values, or, with daily ``looks`` in the input, a group-sequential design
+on the primary goal; ``bayesian`` reports the fixed-n figures too) and how
+the decision is taken.  ``rate_ci`` and ``per_visitor_ci`` are always fixed-n intervals.
 
 References
 ----------
 See the modules that implement each procedure: :mod:`frequentist`,
-:mod:`bayesian`, :mod:`sequential`, :mod:`planning`, :mod:`decision`.
+:mod:`bayesian`, :mod:`sequential`, :mod:`group_sequential`, :mod:`planning`,
+:mod:`decision`.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -311,9 +312,10 @@ def _group_sequential(
     if not tested:
         return _keep_running(f"Keep running: no variant can be compared on {primary.key} yet.")
     lead = max(tested, key=lambda row: abs(row[2].z))[2]
+    boundary = f"{lead.boundary:.2f}" if math.isfinite(lead.boundary) else "none left"
     return _keep_running(
         f"Keep running: no difference on {primary.key} beyond the group-sequential boundary "
-        f"yet ('{lead.variant}': z {lead.z:.2f}, boundary {lead.boundary:.2f} on {lead.day}, "
+        f"yet ('{lead.variant}': z {lead.z:.2f}, boundary {boundary} on {lead.day}, "
         f"{percent(lead.fraction)} of the plan)."
     )
 
