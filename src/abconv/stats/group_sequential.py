@@ -129,10 +129,11 @@ def _advance(state: _State, time: float, bound: float, shift: float, next_sd: fl
     spacing = min(sd, next_sd) / GRID_PER_SD
     intervals = max(2, 2 * math.ceil(half / spacing))  # even, for Simpson's rule
     intervals = min(intervals, MAX_NODES - 1)
-    nodes = np.linspace(-half, half, intervals + 1)
-    simpson = np.ones(intervals + 1)
-    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
-    simpson *= (2.0 * half / intervals) / 3.0
+    step = 2.0 * half / intervals
+    nodes = np.arange(intervals + 1, dtype=np.float64) * step - half
+    simpson = np.full(intervals + 1, 2.0 * step / 3.0)
+    simpson[1:-1:2] = 4.0 * step / 3.0
+    simpson[0] = simpson[-1] = step / 3.0
     kernel = np.exp(-0.5 * ((nodes[:, None] - mean[None, :]) / sd) ** 2) / (
         sd * math.sqrt(2.0 * math.pi)
     )
