@@ -1,7 +1,7 @@
 """The decision rules hold up under daily looks (issue 14), in a simulation with a known truth.
 
 The default run reads ``DEFAULT_EXPERIMENTS`` experiments per scenario and
-method (about a minute on two cores); ``pytest -m slow`` adds the larger
+method (two to three minutes on two busy cores); ``pytest -m slow`` adds the larger
 run behind the README's table (``FULL_EXPERIMENTS``).  Run with ``-s`` to see the table.
 ``sequential`` reads the daily looks, so it is the group-sequential design
 (:mod:`abconv.stats.group_sequential`).
@@ -74,5 +74,5 @@ def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
 @pytest.mark.slow
 def test_every_figure_holds_in_the_full_run(request: pytest.FixtureRequest) -> None:
     if "slow" not in request.config.option.markexpr:
-        pytest.skip("the full decision simulation (about 15 minutes): run with -m slow")
+        pytest.skip("the full decision simulation (about 30 minutes): run with -m slow")
     check(run_all(FULL_EXPERIMENTS), FULL_EXPERIMENTS)
