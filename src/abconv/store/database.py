@@ -152,8 +152,8 @@ class Store:
     def conversions_by_variant(
         self, experiment: str, caps: Mapping[str, float] | None = None
     ) -> list[dict[str, Any]]:
-        """Per (goal, variant): converting visitors, value sum and sum of squared
-        per-visitor values, the sufficient statistics of the analysis.
+        """Per (goal, variant): converting visitors, value sum and sums of squared
+        and cubed per-visitor values, the sufficient statistics of the analysis.
 
         ``caps`` (goal → cap) winsorises each visitor's total value on a goal
         at its cap before the sums; ``capped_visitors`` counts the totals
@@ -192,6 +192,7 @@ class Store:
             sa.func.count().label("conversions"),
             sa.func.sum(capped.c.total).label("value_sum"),
             sa.func.sum(capped.c.total * capped.c.total).label("value_sum_squares"),
+            sa.func.sum(capped.c.total * capped.c.total * capped.c.total).label("value_sum_cubes"),
             sa.func.sum(capped.c.capped).label("capped_visitors"),
         ).group_by(capped.c.goal, capped.c.variant)
         try:
@@ -199,8 +200,8 @@ class Store:
                 return [dict(row._mapping) for row in conn.execute(query).all()]
         except sa.exc.DataError as error:
             raise ValueError(
-                f"value_sum or value_sum_squares of experiment {experiment!r} overflows "
-                f"the database's arithmetic: {error.orig}"
+                f"value_sum, value_sum_squares or value_sum_cubes of experiment {experiment!r} "
+                f"overflows the database's arithmetic: {error.orig}"
             ) from error
 
 
