@@ -5,8 +5,9 @@ Rows whose ``row`` column is ``goal`` carry a goal × variant of
 hard goal × variant of ``soft_to_hard[]`` (``goal`` is the hard goal,
 ``soft_goal`` the soft one); rows whose ``row`` is ``bounce`` carry a
 variant of ``bounce`` (``goal`` is ``engaged``), for ``engagement = true``;
-rows whose ``row`` is ``excluded`` carry a reason of ``excluded``
-(``excluded_reason``, ``excluded_requests``: totals; the days stay in the JSON).
+rows whose ``row`` is ``excluded`` carry a reason of ``excluded`` that
+counted any request (``excluded_reason``, ``excluded_requests``: totals; the
+days stay in the JSON).
 The experiment's figures (decision, SRM, progress) repeat on every row so
 that a filtered sheet keeps them.
 Booleans are ``true``/``false``, undefined figures empty cells, numbers
@@ -72,6 +73,8 @@ def results_csv(document: dict[str, Any]) -> str:
         row = {"row": "bounce", **_bounce_cells(bounce["goal"], variant), **shared}
         writer.writerow({column: cell(value) for column, value in row.items()})
     for reason, requests in (document.get("excluded") or {}).items():
+        if not requests:
+            continue
         row = {"row": "excluded", "excluded_reason": reason, "excluded_requests": requests}
         writer.writerow({column: cell(value) for column, value in {**row, **shared}.items()})
     return out.getvalue()

@@ -97,7 +97,8 @@ def results(key: str) -> str:
         bounce_sentences=verdict.bounce_sentences(bounce, view, experiment.analysis.alpha),
         variants=[(v, safe_link(v.url)) for v in experiment.variants],
         excluded=[
-            (reason, requests, REASONS[reason]) for reason, requests in document["excluded"].items()
+            (reason, requests, REASONS[reason])
+            for reason, requests in (document.get("excluded") or {}).items()
         ],
     )
 
