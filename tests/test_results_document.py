@@ -126,7 +126,7 @@ def test_results_from_counts_equal_the_analysis_of_hand_counted_events(
     exposures, conversions = random_events(seed)
     document = results_document(exp, counts_from_events(exp, exposures, conversions), NOW)
     expected = analyze(by_hand(exp, exposures, conversions))
-    added = {"soft_to_hard", "bounce", "timeline", "progress"}
+    added = {"soft_to_hard", "bounce", "timeline", "progress", "excluded", "excluded_by_day"}
     assert set(document) == set(expected) | added
     for field in expected:
         if field != "goals":

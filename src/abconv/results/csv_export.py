@@ -4,7 +4,10 @@ Rows whose ``row`` column is ``goal`` carry a goal × variant of
 ``goals[]``; rows whose ``row`` is ``soft_to_hard`` carry a soft goal ×
 hard goal × variant of ``soft_to_hard[]`` (``goal`` is the hard goal,
 ``soft_goal`` the soft one); rows whose ``row`` is ``bounce`` carry a
-variant of ``bounce`` (``goal`` is ``engaged``), for ``engagement = true``.
+variant of ``bounce`` (``goal`` is ``engaged``), for ``engagement = true``;
+rows whose ``row`` is ``excluded`` carry a reason of ``excluded`` that
+counted any request (``excluded_reason``, ``excluded_requests``: totals; the
+days stay in the JSON).
 The experiment's figures (decision, SRM, progress) repeat on every row so
 that a filtered sheet keeps them.
 Booleans are ``true``/``false``, undefined figures empty cells, numbers
@@ -43,9 +46,11 @@ BOUNCE_COLUMNS = [
     "bounce_abs_diff_ci_low", "bounce_abs_diff_ci_high", "bounce_rel_diff", "bounce_p_value",
     "bounce_chance_lower",
 ]  # fmt: skip
+EXCLUDED_COLUMNS = ["excluded_reason", "excluded_requests"]
 CSV_COLUMNS = [
     "row", "goal", "kind", "primary", "variant", "control",
-    *GOAL_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS, *EXPERIMENT_COLUMNS,
+    *GOAL_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS, *EXCLUDED_COLUMNS,
+    *EXPERIMENT_COLUMNS,
 ]  # fmt: skip
 
 
@@ -67,6 +72,11 @@ def results_csv(document: dict[str, Any]) -> str:
     for variant in bounce["variants"]:
         row = {"row": "bounce", **_bounce_cells(bounce["goal"], variant), **shared}
         writer.writerow({column: cell(value) for column, value in row.items()})
+    for reason, requests in (document.get("excluded") or {}).items():
+        if not requests:
+            continue
+        row = {"row": "excluded", "excluded_reason": reason, "excluded_requests": requests}
+        writer.writerow({column: cell(value) for column, value in {**row, **shared}.items()})
     return out.getvalue()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from abconv.store import results, schema
 from abconv.store.connections import Database, normalise_url, utcnow
 from abconv.store.counts import ResultCounts
 from abconv.store.events import Events
+from abconv.store.excluded import ExcludedCounts
 from abconv.store.rollups import Rollups
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
@@ -38,6 +39,7 @@ class Store:
         self.hang_guard = self.database.hang_guard
         self._hot = self.database.hot
         self.events = Events(self.database, Rollups(self.database))
+        self.excluded = ExcludedCounts(self.database)
 
     # -- the database --------------------------------------------------------
 
@@ -95,6 +97,16 @@ class Store:
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
         return self.events.record_conversions(rows)
+
+    # -- excluded requests (abconv.store.excluded) ----------------------------
+
+    def count_excluded(self, reasons: Mapping[str, str], day: date) -> None:
+        """One request more for each experiment → reason of ``reasons``, on ``day``."""
+        self.excluded.add(reasons, day)
+
+    def excluded_counts(self, experiment: str) -> list[tuple[date, str, int]]:
+        """(day, reason, requests) of ``experiment``, by day then reason."""
+        return self.excluded.of(experiment)
 
     # -- rollups and results -------------------------------------------------
 

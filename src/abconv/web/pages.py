@@ -17,6 +17,7 @@ from flask import Blueprint, render_template, request
 
 from abconv.errors import AbconvError
 from abconv.experiments import Experiment, ExperimentRegistry
+from abconv.results.excluded import REASONS
 from abconv.web import charts, verdict
 from abconv.web.api import results_of, services
 from abconv.web.auth import admin_required
@@ -95,6 +96,10 @@ def results(key: str) -> str:
         bounce=(bounce := document.get("bounce")),
         bounce_sentences=verdict.bounce_sentences(bounce, view, experiment.analysis.alpha),
         variants=[(v, safe_link(v.url)) for v in experiment.variants],
+        excluded=[
+            (reason, requests, REASONS[reason])
+            for reason, requests in (document.get("excluded") or {}).items()
+        ],
     )
 
 
