@@ -60,8 +60,20 @@ def default_run() -> dict[tuple[str, str], Outcome]:
     return run_all(DEFAULT_EXPERIMENTS)
 
 
+SEQUENTIAL_POWER = ("purchase_up_10", "sequential")
+"""Not met: the group-sequential design finds a true +10 % by day 30 in 36.8 % of the full
+run (38.4 % by numerical integration; README, 'Sequential testing'). The tolerance of
+``check`` would let 36.8 % pass against 40 %, so this figure is left out of it."""
+
+
 def test_every_figure_holds_in_the_default_run(default_run: dict[tuple[str, str], Outcome]) -> None:
-    check(default_run, DEFAULT_EXPERIMENTS)
+    check(default_run, DEFAULT_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
+
+
+def test_sequential_power_is_the_designs(default_run: dict[tuple[str, str], Outcome]) -> None:
+    """Between the confidence sequence's 22 % and the single test's 56 %."""
+    power = default_run[SEQUENTIAL_POWER].share("treatment_by_day_30")
+    assert 0.25 <= power <= 0.55, power
 
 
 def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
@@ -75,4 +87,7 @@ def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
 def test_every_figure_holds_in_the_full_run(request: pytest.FixtureRequest) -> None:
     if "slow" not in request.config.option.markexpr:
         pytest.skip("the full decision simulation (about 30 minutes): run with -m slow")
-    check(run_all(FULL_EXPERIMENTS), FULL_EXPERIMENTS)
+    outcomes = run_all(FULL_EXPERIMENTS)
+    check(outcomes, FULL_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
+    power = outcomes[SEQUENTIAL_POWER].share("treatment_by_day_30")
+    assert 0.25 <= power < 0.40, f"sequential power {power:.1%}: update the README and issue note"
