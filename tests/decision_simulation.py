@@ -14,6 +14,7 @@ of a larger run (the README holds the latest one).
 
 from __future__ import annotations
 
+import datetime
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ VISITORS_PER_DAY = 1000
 DAYS = 30
 METHODS = ("bayesian", "frequentist", "sequential")
 ARMS = ("control", "treatment")
+START = datetime.date(2026, 11, 1)
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,21 @@ def cumulative_conversions(
 def analysis_input(
     scenario: Scenario, method: str, day: int, conversions: npt.NDArray[np.int64]
 ) -> dict[str, Any]:
-    """The ``abconv analyze`` input of one look: ``conversions`` is (goals, arms) after ``day``."""
+    """The ``abconv analyze`` input after ``day``: ``conversions`` is (days, goals, arms),
+    cumulative, for at least the days so far.  ``sequential`` also gets the daily looks
+    (its group-sequential design); the other methods read only the totals."""
     visitors = VISITORS_PER_DAY * day
+    looks = [
+        {
+            "day": (START + datetime.timedelta(days=d)).isoformat(),
+            "visitors": {arm: VISITORS_PER_DAY * (d + 1) for arm in ARMS},
+            "conversions": {
+                goal.key: {arm: int(conversions[d, g, a]) for a, arm in enumerate(ARMS)}
+                for g, goal in enumerate(scenario.goals)
+            },
+        }
+        for d in range(day)
+    ]
     return {
         "experiment": scenario.key,
         "method": method,
@@ -152,11 +167,13 @@ def analysis_input(
                 "kind": goal.kind,
                 "primary": goal.primary,
                 "counts": {
-                    arm: {"conversions": int(conversions[g, a])} for a, arm in enumerate(ARMS)
+                    arm: {"conversions": int(conversions[day - 1, g, a])}
+                    for a, arm in enumerate(ARMS)
                 },
             }
             for g, goal in enumerate(scenario.goals)
         ],
+        **({"looks": looks} if method == "sequential" else {}),
     }
 
 
@@ -168,7 +185,7 @@ def run(scenario: Scenario, method: str, experiments: int, seed: int) -> Outcome
     for experiment in range(experiments):
         winner, when = None, None
         for day in range(1, DAYS + 1):
-            decision = analyze(analysis_input(scenario, method, day, counts[experiment, day - 1]))
+            decision = analyze(analysis_input(scenario, method, day, counts[experiment]))
             if decision["decision"]["status"] == "winner":
                 winner, when = decision["decision"]["winner"], day
                 break

@@ -142,7 +142,11 @@ def test_results_equal_the_analysis_of_the_events_counted_by_hand(
             ]
             entry: dict[str, float] = {"conversions": len(mine)}
             if goal.value:
-                entry |= {"value_sum": sum(mine), "value_sum_squares": sum(t * t for t in mine)}
+                entry |= {
+                    "value_sum": sum(mine),
+                    "value_sum_squares": sum(t * t for t in mine),
+                    "value_sum_cubes": sum(t**3 for t in mine),
+                }
             per_variant[v] = entry
         hand_goals.append(
             {"key": goal.key, "kind": str(goal.kind), "primary": goal.primary}

@@ -1,8 +1,10 @@
 """The decision rules hold up under daily looks (issue 14), in a simulation with a known truth.
 
 The default run reads ``DEFAULT_EXPERIMENTS`` experiments per scenario and
-method (about a minute on two cores); ``pytest -m slow`` adds the larger
+method (two to three minutes on two busy cores); ``pytest -m slow`` adds the larger
 run behind the README's table (``FULL_EXPERIMENTS``).  Run with ``-s`` to see the table.
+``sequential`` reads the daily looks, so it is the group-sequential design
+(:mod:`abconv.stats.group_sequential`).
 
 Tolerance: a figure bounded above by b fails only when its count exceeds
 the 99.9 % quantile of Binomial(experiments, b), and a figure bounded below
@@ -59,20 +61,19 @@ def default_run() -> dict[tuple[str, str], Outcome]:
 
 
 SEQUENTIAL_POWER = ("purchase_up_10", "sequential")
-"""The confidence sequence's power, tuned by another part of issue 14 (sequential.py)."""
+"""Not met: the group-sequential design finds a true +10 % by day 30 in 36.8 % of the full
+run (38.4 % by numerical integration; README, 'Sequential testing'). The tolerance of
+``check`` would let 36.8 % pass against 40 %, so this figure is left out of it."""
 
 
 def test_every_figure_holds_in_the_default_run(default_run: dict[tuple[str, str], Outcome]) -> None:
     check(default_run, DEFAULT_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the plan-tuned confidence sequence finds a true +10 % by day 30 in about 25 % "
-    "(README, 'Sequential testing': no tuning reaches the 40 % the issue asks)",
-)
-def test_sequential_power_by_day_30(default_run: dict[tuple[str, str], Outcome]) -> None:
-    check(default_run, DEFAULT_EXPERIMENTS, only={SEQUENTIAL_POWER})
+def test_sequential_power_is_the_designs(default_run: dict[tuple[str, str], Outcome]) -> None:
+    """Between the confidence sequence's 22 % and the single test's 56 %."""
+    power = default_run[SEQUENTIAL_POWER].share("treatment_by_day_30")
+    assert 0.25 <= power <= 0.55, power
 
 
 def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
@@ -85,5 +86,8 @@ def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
 @pytest.mark.slow
 def test_every_figure_holds_in_the_full_run(request: pytest.FixtureRequest) -> None:
     if "slow" not in request.config.option.markexpr:
-        pytest.skip("the full decision simulation (about 15 minutes): run with -m slow")
-    check(run_all(FULL_EXPERIMENTS), FULL_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
+        pytest.skip("the full decision simulation (about 30 minutes): run with -m slow")
+    outcomes = run_all(FULL_EXPERIMENTS)
+    check(outcomes, FULL_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
+    power = outcomes[SEQUENTIAL_POWER].share("treatment_by_day_30")
+    assert 0.25 <= power < 0.40, f"sequential power {power:.1%}: update the README and issue note"

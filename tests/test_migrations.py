@@ -198,7 +198,7 @@ def test_a_migration_that_fails_half_way_changes_nothing(database_url: str) -> N
             unique = sa.inspect(conn).get_unique_constraints("conversion")
             tables = set(sa.inspect(conn).get_table_names())
         assert [u["name"] for u in unique] == ["uq_conversion_event"]
-        assert tables == {"exposure", "conversion"}  # no rollup table left behind
+        assert tables == {"exposure", "conversion"}  # no rollup or counter table left behind
         assert all_rows(store) == before
     finally:
         store.dispose()
@@ -235,5 +235,37 @@ def test_a_database_at_0002_with_rows_gets_its_rollups_built(database_url: str) 
         # alice (guide): newsletter at 10:20, purchase at 10:30, hard after soft; mallory none.
         assert counts.pairs == [PairCounts("newsletter", "purchase", "guide", 1, 1, 0),
                                 PairCounts("newsletter", "purchase", "trial", 0, 0, 0)]  # fmt: skip
+    finally:
+        store.dispose()
+
+
+def rollup_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    with store.engine.connect() as conn:
+        return {
+            table: sorted(tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}")))
+            for table in ("rollup_exposure", "rollup_goal", "rollup_goal_day", "rollup_pair")
+        }
+
+
+def test_a_database_at_0003_with_rows_upgrades_to_0004_losing_nothing(database_url: str) -> None:
+    """The release before excluded counts (revision 0003): its events and rollups
+    are kept as they were, and the new counters start empty and count."""
+    store = Store(database_url)
+    try:
+        with store._migrating() as conn:
+            command.upgrade(schema._config(conn), "0002")
+            for statement in filter(str.strip, OLD_SCHEMA.split(";")):
+                if statement.strip().startswith("INSERT"):
+                    conn.exec_driver_sql(statement)
+            command.upgrade(schema._config(conn), "0003")  # builds the rollups from the rows
+        before, rollups = all_rows(store), rollup_rows(store)
+        assert rollups["rollup_exposure"] and rollups["rollup_goal"]
+        done = store.upgrade_schema()
+        assert (done.before, done.after) == ("0003", "0004") and schema.head() == "0004"
+        assert all_rows(store) == before and rollup_rows(store) == rollups
+        assert store.excluded_counts("shop") == []
+        store.count_excluded({"shop": "bot"}, date(2026, 1, 2))
+        assert store.excluded_counts("shop") == [(date(2026, 1, 2), "bot", 1)]
+        assert store.result_counts("shop", {}).visitors == {"guide": 1, "trial": 1}
     finally:
         store.dispose()

@@ -78,6 +78,15 @@ def test_the_decision_comes_first_in_plain_words(client: FlaskClient, full: dict
     assert "about 41 more days at today&#39;s traffic" in page
     assert "Bayesian: a variant ships when its chance to beat the control reaches 95 %" in page
     assert full["decision"]["reason"].replace("'", "&#39;") in page
+
+
+def test_a_plan_beyond_a_year_gives_advice_not_a_count(
+    client: FlaskClient, full: dict[str, Any]
+) -> None:
+    full["progress"]["days_left"] = 2451
+    page = page_of(client, "/experiments/shop")
+    assert "2451" not in page
+    assert "the plan needs more than a year; send more traffic to the test" in page
     assert "9,980 visitors per variant" in page and "of the 53,000 planned (19 %)" in page
 
 

@@ -59,6 +59,7 @@ def by_hand(exp: Experiment, exposures: list[Exposure], conversions: list[Conver
                 capped = [t if goal.cap is None else min(t, goal.cap) for t in values]
                 entry["value_sum"] = sum(capped)
                 entry["value_sum_squares"] = sum(t * t for t in capped)
+                entry["value_sum_cubes"] = sum(t**3 for t in capped)
             counts[v] = entry
         goals.append(
             {
@@ -78,7 +79,42 @@ def by_hand(exp: Experiment, exposures: list[Exposure], conversions: list[Conver
             for v in ("control", "B", "C")
         ],
         "goals": goals,
+        "looks": looks_by_hand(exp, exposures, conversions),
     }
+
+
+def looks_by_hand(
+    exp: Experiment, exposures: list[Exposure], conversions: list[Conversion]
+) -> list[dict[str, Any]]:
+    """Cumulative counts at the end of every UTC day on which something happened."""
+    variant_of = {e.visitor: e.variant for e in exposures}
+    first: dict[tuple[str, str], datetime.date] = {}
+    for c in conversions:
+        key = (c.goal, c.visitor)
+        first[key] = min(first.get(key, c.at.date()), c.at.date())
+    days = sorted({e.at.date() for e in exposures} | set(first.values()))
+    variants = ("control", "B", "C")
+    return [
+        {
+            "day": day.isoformat(),
+            "visitors": {
+                v: sum(1 for e in exposures if e.variant == v and e.at.date() <= day)
+                for v in variants
+            },
+            "conversions": {
+                goal.key: {
+                    v: sum(
+                        1
+                        for (g, visitor), at in first.items()
+                        if g == goal.key and variant_of[visitor] == v and at <= day
+                    )
+                    for v in variants
+                }
+                for goal in exp.goals
+            },
+        }
+        for day in days
+    ]
 
 
 @pytest.mark.parametrize("method", list(Method))
@@ -90,7 +126,7 @@ def test_results_from_counts_equal_the_analysis_of_hand_counted_events(
     exposures, conversions = random_events(seed)
     document = results_document(exp, counts_from_events(exp, exposures, conversions), NOW)
     expected = analyze(by_hand(exp, exposures, conversions))
-    added = {"soft_to_hard", "timeline", "progress"}
+    added = {"soft_to_hard", "bounce", "timeline", "progress", "excluded", "excluded_by_day"}
     assert set(document) == set(expected) | added
     for field in expected:
         if field != "goals":

@@ -82,7 +82,9 @@ def assert_plain_json(node: Any, where: str = "$") -> None:
 def check_document(document: dict[str, Any]) -> None:
     assert_plain_json(document)
     json.dumps(document, allow_nan=False)
-    assert list(document) == ["experiment", "method", "alpha", "srm", "goals", "decision", "plan"]
+    assert list(document) == [
+        "experiment", "method", "alpha", "srm", "goals", "decision", "plan", "sequential",
+    ]  # fmt: skip
     for goal in document["goals"]:
         assert list(goal) == ["key", "kind", "primary", "variants"]
         for variant in goal["variants"]:

@@ -4,7 +4,9 @@ The reference here is the truth the simulation draws from, never the code's
 own output: 95 % intervals at a fixed 5,000 visitors per arm must cover it
 94-96 % of the time with balanced misses, and the sequential method, read
 every day for 30 days (1,000 visitors per arm per day, 3 % purchase rate,
-stop at the first always-valid p < alpha), must keep an A/A below alpha.
+stop at the first always-valid p < alpha), must keep an A/A below alpha;
+the group-sequential design on the same daily counts keeps the level it
+spends and the power its integration predicts.
 
 Every test is seeded.  The default sizes run in a few seconds; the same
 tests at ``LARGE`` size run only when asked for with ``pytest -m slow``.
@@ -30,6 +32,7 @@ from abconv.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
+from abconv.stats.group_sequential import exit_probabilities, pocock_spending, spending_boundaries
 from abconv.stats.planning import plan
 from abconv.stats.sequential import (
     DEFAULT_TUNING_VISITORS,
@@ -111,7 +114,7 @@ def test_fieller_lift_interval_covers_with_balanced_misses(runs: int, lift: floa
 
 
 def lognormal_value_moments(
-    runs: int, sigma: float, seed: int = SEED
+    runs: int, sigma: float, seed: int = SEED, cubes: bool = False
 ) -> tuple[list[SampleMoments], float]:
     """Per-visitor value: 0 without an order, else one log-normal order (median 50)."""
     rng = np.random.default_rng(seed)
@@ -120,22 +123,39 @@ def lognormal_value_moments(
     owner = np.repeat(np.arange(runs), orders)
     sums = np.bincount(owner, weights=values, minlength=runs)
     squares = np.bincount(owner, weights=values**2, minlength=runs)
+    third = np.bincount(owner, weights=values**3, minlength=runs)
     truth = RATE * 50.0 * math.exp(sigma**2 / 2)  # mean of a log-normal times the rate
     moments = [
-        SampleMoments(VISITORS, float(s), float(q)) for s, q in zip(sums, squares, strict=True)
+        SampleMoments(VISITORS, float(s), float(q), float(c) if cubes else None)
+        for s, q, c in zip(sums, squares, third, strict=True)
     ]
     return moments, truth
 
 
-@pytest.mark.xfail(
-    reason="t interval on n, Σ, Σ² only: 0.93 with log-normal orders (sigma 1); "
-    "a skewness correction needs Σ³ per variant (README, Statistics in brief)",
-    strict=True,
-)
-def test_value_per_visitor_interval_covers_skewed_values() -> None:
-    moments, truth = lognormal_value_moments(SMALL, 1.0)
-    figures = coverage([mean_interval(m, ALPHA) for m in moments], truth)
-    check_coverage("value per visitor (t), log-normal sigma 1", figures, SMALL)
+SKEWED_SIDE_MISS = (0.015, 0.035)
+"""Each side's misses for the skew-corrected value interval (the others: 2.5 % ± slack).
+
+Hall's correction uses the sample skewness, which a long tail makes
+noisy and low, so some lopsidedness stays: 2.4 % below / 3.2 % above at
+sigma 1 in the large run (Student's t: 0.9 % / 6.1 %)."""
+
+
+@pytest.mark.parametrize("runs", sizes(SMALL, LARGE))
+def test_value_per_visitor_interval_covers_skewed_values(runs: int) -> None:
+    """Hall's interval with Σv³ (README, Statistics in brief); Student's t without it."""
+    moments, truth = lognormal_value_moments(runs, 1.0, cubes=True)
+    covered, below, above = coverage([mean_interval(m, ALPHA) for m in moments], truth)
+    plain, _ = lognormal_value_moments(runs, 1.0)
+    student = coverage([mean_interval(m, ALPHA) for m in plain], truth)
+    print(
+        f"\nvalue per visitor, log-normal sigma 1 ({runs:,}): Hall {covered:.4f} "
+        f"(below {below:.4f}, above {above:.4f}); Student's t {student[0]:.4f} "
+        f"(below {student[1]:.4f}, above {student[2]:.4f})"
+    )
+    assert 0.94 <= covered <= 0.96
+    low, high = SKEWED_SIDE_MISS
+    assert low <= below <= high and low <= above <= high
+    assert abs(above - below) < abs(student[2] - student[1])
 
 
 @pytest.mark.parametrize("runs", sizes(SMALL, LARGE))
@@ -252,3 +272,52 @@ def test_sequential_sequences_cover_the_truth_at_every_daily_look(runs: int) -> 
         f"difference {diff_rate:.4f}, relative lift {lift_rate:.4f} ({runs:,})"
     )
     assert diff_rate <= ALPHA and lift_rate <= ALPHA
+
+
+# --- group-sequential design: the same daily binomial counts -----------------------------
+
+
+def planned_fractions(visitors_per_arm: int) -> list[float]:
+    """Information fractions of the 30 daily looks for the plan at the true 3 % rate."""
+    needed = plan(
+        [visitors_per_arm] * 2, visitors_per_arm, round(RATE * visitors_per_arm), 0.10, ALPHA, 0.8
+    )
+    planned = needed.visitors_needed_per_variant or 1
+    return [DAILY * (day + 1) / planned for day in range(DAYS)]
+
+
+def first_crossing(treated: np.ndarray, control: np.ndarray) -> np.ndarray:
+    """+1 / -1 for the first crossing of the Pocock-type boundaries above / below, else 0."""
+    n = DAILY * np.arange(1, DAYS + 1)
+    pt, pc = treated / n, control / n
+    variance = (pt * (1 - pt) + pc * (1 - pc)) / n
+    z = np.divide(pt - pc, np.sqrt(variance), out=np.zeros_like(pt), where=variance > 0)
+    critical = np.array(spending_boundaries(planned_fractions(DAILY * DAYS), ALPHA))
+    crossed = np.abs(z) >= critical
+    first = crossed.argmax(axis=1)
+    sign = np.sign(z[np.arange(len(z)), first])
+    result: np.ndarray = np.where(crossed.any(axis=1), sign, 0)
+    return result
+
+
+@pytest.mark.parametrize("runs", sizes(40_000, 400_000))
+def test_group_sequential_with_binomial_counts(runs: int) -> None:
+    """A/A and power of the design on binomial counts match the Brownian-motion integration."""
+    fractions = planned_fractions(DAILY * DAYS)
+    critical = spending_boundaries(fractions, ALPHA)
+    aa = first_crossing(*daily_conversions(runs, RATE))
+    found = first_crossing(*daily_conversions(runs, RATE * (1 + LIFT)))
+    se = math.sqrt(
+        (RATE * (1 - RATE) + RATE * (1 + LIFT) * (1 - RATE * (1 + LIFT))) / (DAILY * DAYS)
+    )
+    drift = RATE * LIFT / se / math.sqrt(fractions[-1])  # E[Z] at the plan
+    integrated = sum(up for up, _ in exit_probabilities(fractions, critical, drift))
+    false_rate, power = float(np.mean(aa != 0)), float(np.mean(found > 0))
+    print(
+        f"\ngroup-sequential (Pocock-type), {DAYS} daily looks ({runs:,}): A/A {false_rate:.4f} "
+        f"(spent {pocock_spending(fractions[-1], ALPHA):.4f}), power {power:.4f} "
+        f"(integration {integrated:.4f})"
+    )
+    slack = Z_FALSE_FAILURE * math.sqrt(0.25 / runs)
+    assert false_rate <= pocock_spending(fractions[-1], ALPHA) + slack
+    assert abs(power - integrated) <= slack + 0.01

@@ -25,6 +25,7 @@ from abconv.inputs import (
     require_variant_key,
     require_visitor,
 )
+from abconv.results.excluded import REASON_NAMES
 from abconv.store import UNAVAILABLE, NewConversion, Store, StoredExposure, utcnow
 from abconv.vocabulary import Status
 
@@ -106,6 +107,7 @@ def assign_visitor(
             ],
             "degraded": DEGRADED,
         }
+    count_excluded(services, decisions, enrolled)
     return {
         "visitor": visitor,
         "assignments": [
@@ -407,3 +409,24 @@ def _exposure_row(services: Services, event: dict[str, Any], prefix: str) -> lis
     return [
         {"experiment": experiment.key, "visitor": visitor, "variant": variant, "created_at": at}
     ]
+
+
+def count_excluded(
+    services: Services, decisions: dict[str, Assignment], enrolled: dict[str, Variant]
+) -> None:
+    """Count the experiments of an assignment that served without recording
+    (README, "Excluded requests"): one write, none when all were recorded.
+
+    Never fails the request: a counter the database cannot take (down,
+    read-only, hanging) is logged and lost."""
+    reasons = {
+        key: REASON_NAMES[decision.reason]
+        for key, decision in decisions.items()
+        if key not in enrolled and decision.reason in REASON_NAMES
+    }
+    if not reasons:
+        return
+    try:
+        services.store.count_excluded(reasons, utcnow().date())
+    except Exception as error:  # whatever it is, the visitor still gets their page
+        logger.warning("excluded requests not counted (%s): %s", reasons, error)

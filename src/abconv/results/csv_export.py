@@ -3,8 +3,13 @@
 Rows whose ``row`` column is ``goal`` carry a goal × variant of
 ``goals[]``; rows whose ``row`` is ``soft_to_hard`` carry a soft goal ×
 hard goal × variant of ``soft_to_hard[]`` (``goal`` is the hard goal,
-``soft_goal`` the soft one). The experiment's figures (decision, SRM,
-progress) repeat on every row so that a filtered sheet keeps them.
+``soft_goal`` the soft one); rows whose ``row`` is ``bounce`` carry a
+variant of ``bounce`` (``goal`` is ``engaged``), for ``engagement = true``;
+rows whose ``row`` is ``excluded`` carry a reason of ``excluded`` that
+counted any request (``excluded_reason``, ``excluded_requests``: totals; the
+days stay in the JSON).
+The experiment's figures (decision, SRM, progress) repeat on every row so
+that a filtered sheet keeps them.
 Booleans are ``true``/``false``, undefined figures empty cells, numbers
 unformatted (Python's shortest round-trip form), text through
 :func:`spreadsheet_safe`. The daily ``timeline`` stays in the JSON.
@@ -36,9 +41,16 @@ SOFT_TO_HARD_COLUMNS = [
     "rate_without_soft_ci_high", "after_soft_abs_diff", "after_soft_p_value",
     "soft_to_hard_summary",
 ]  # fmt: skip
+BOUNCE_COLUMNS = [
+    "bounces", "bounce_rate", "bounce_rate_ci_low", "bounce_rate_ci_high", "bounce_abs_diff",
+    "bounce_abs_diff_ci_low", "bounce_abs_diff_ci_high", "bounce_rel_diff", "bounce_p_value",
+    "bounce_chance_lower",
+]  # fmt: skip
+EXCLUDED_COLUMNS = ["excluded_reason", "excluded_requests"]
 CSV_COLUMNS = [
     "row", "goal", "kind", "primary", "variant", "control",
-    *GOAL_COLUMNS, *SOFT_TO_HARD_COLUMNS, *EXPERIMENT_COLUMNS,
+    *GOAL_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS, *EXCLUDED_COLUMNS,
+    *EXPERIMENT_COLUMNS,
 ]  # fmt: skip
 
 
@@ -56,6 +68,15 @@ def results_csv(document: dict[str, Any]) -> str:
         for variant in pair["variants"]:
             row = {"row": "soft_to_hard", **_soft_to_hard_cells(pair, variant), **shared}
             writer.writerow({column: cell(value) for column, value in row.items()})
+    bounce = document.get("bounce") or {"goal": "", "variants": []}
+    for variant in bounce["variants"]:
+        row = {"row": "bounce", **_bounce_cells(bounce["goal"], variant), **shared}
+        writer.writerow({column: cell(value) for column, value in row.items()})
+    for reason, requests in (document.get("excluded") or {}).items():
+        if not requests:
+            continue
+        row = {"row": "excluded", "excluded_reason": reason, "excluded_requests": requests}
+        writer.writerow({column: cell(value) for column, value in {**row, **shared}.items()})
     return out.getvalue()
 
 
@@ -133,6 +154,23 @@ def _soft_to_hard_cells(pair: dict[str, Any], variant: dict[str, Any]) -> dict[s
         "after_soft_abs_diff": versus.get("abs_diff"),
         "after_soft_p_value": versus.get("p_value"),
         "soft_to_hard_summary": pair["summary"],
+    }  # fmt: skip
+
+
+def _bounce_cells(goal: str, variant: dict[str, Any]) -> dict[str, Any]:
+    versus = variant["vs_control"] or {}
+    return {
+        "goal": goal, "variant": variant["key"], "control": variant["control"],
+        "visitors": variant["visitors"], "bounces": variant["bounces"],
+        "bounce_rate": variant["rate"],
+        "bounce_rate_ci_low": _at(variant["rate_ci"], 0),
+        "bounce_rate_ci_high": _at(variant["rate_ci"], 1),
+        "bounce_abs_diff": versus.get("abs_diff"),
+        "bounce_abs_diff_ci_low": _at(versus.get("abs_diff_ci"), 0),
+        "bounce_abs_diff_ci_high": _at(versus.get("abs_diff_ci"), 1),
+        "bounce_rel_diff": versus.get("rel_diff"),
+        "bounce_p_value": versus.get("p_value"),
+        "bounce_chance_lower": versus.get("chance_lower"),
     }  # fmt: skip
 
 

@@ -1,15 +1,17 @@
-"""The results document: the analysis of the counts, plus soft→hard, timeline and progress."""
+"""The results document: the analysis of the counts, plus soft→hard, bounce, timeline, progress."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from abconv.errors import AbconvError
 from abconv.experiments import Experiment
+from abconv.results.bounce import bounce
+from abconv.results.excluded import excluded as excluded_section
 from abconv.results.progress import progress
 from abconv.results.soft_to_hard import soft_to_hard
 from abconv.results.timeline import cumulative_days, timeline
@@ -21,9 +23,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def results_document(experiment: Experiment, counts: ResultCounts, now: datetime) -> dict[str, Any]:
+def results_document(
+    experiment: Experiment,
+    counts: ResultCounts,
+    now: datetime,
+    excluded: Iterable[tuple[date, str, int]] = (),
+) -> dict[str, Any]:
     """``abconv.analyze`` of the counts, with ``value.capped_visitors``,
-    ``soft_to_hard``, ``timeline`` and ``progress`` (README, "The results document").
+    ``soft_to_hard``, ``bounce``, ``timeline``, ``progress``, and ``excluded`` and
+    ``excluded_by_day`` from the store's (day, reason, requests) rows of
+    requests not recorded (README, "The results document").
 
     ``now`` is naive UTC (as stored). Raises ``ValueError`` (or ``TypeError``)
     when the counts are out of the analysis' range: see :func:`stored_data_checked`.
@@ -32,8 +41,10 @@ def results_document(experiment: Experiment, counts: ResultCounts, now: datetime
     _add_capped_visitors(document, counts)
     settings = experiment.analysis
     document["soft_to_hard"] = soft_to_hard(experiment, counts, settings.alpha)
+    document["bounce"] = bounce(experiment, document)
     document["timeline"] = timeline(experiment, counts)
     document["progress"] = progress(experiment, document["plan"], counts, now)
+    document.update(excluded_section(excluded))
     return document
 
 

@@ -3,22 +3,25 @@
 Every figure is computed whatever the method; ``method`` changes only how
 the comparisons against the control are tested (``frequentist``: fixed-n
 Wald/z/Welch; ``sequential``: confidence sequences and always-valid
-p-values; ``bayesian`` reports the fixed-n figures too) and how the decision
-is taken.  ``rate_ci`` and ``per_visitor_ci`` are always fixed-n intervals.
+p-values, or, with daily ``looks`` in the input, a group-sequential design
+on the primary goal; ``bayesian`` reports the fixed-n figures too) and how
+the decision is taken.  ``rate_ci`` and ``per_visitor_ci`` are always fixed-n intervals.
 
 References
 ----------
 See the modules that implement each procedure: :mod:`frequentist`,
-:mod:`bayesian`, :mod:`sequential`, :mod:`planning`, :mod:`decision`.
+:mod:`bayesian`, :mod:`sequential`, :mod:`group_sequential`, :mod:`planning`,
+:mod:`decision`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
 from abconv.analysis_settings import AnalysisSettings
-from abconv.stats import sequential
+from abconv.stats import group_sequential, sequential
 from abconv.stats.bayesian import BetaPosterior, compare_beta_posteriors, normal_chance_to_beat
 from abconv.stats.decision import decide
 from abconv.stats.frequentist import (
@@ -36,12 +39,14 @@ from abconv.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
-from abconv.stats.inputs import AnalysisInput, GoalInput, parse_input
+from abconv.stats.inputs import AnalysisInput, GoalInput, Look, parse_input
 from abconv.stats.planning import Plan, plan
 from abconv.stats.results import (
     Comparison,
     GoalResult,
     Results,
+    SequentialDesign,
+    SequentialLook,
     Srm,
     ValueComparison,
     ValueSummary,
@@ -68,17 +73,104 @@ def analyze_input(parsed: AnalysisInput) -> Results:
     """The analysis of validated input, as :class:`Results` values."""
     experiment_plan = _plan(parsed)
     tuning = sequential.tuning_visitors(experiment_plan.visitors_needed_per_variant)
-    goals = tuple(_goal_result(parsed, goal, tuning) for goal in parsed.goals)
+    design = _sequential_design(parsed, experiment_plan)
+    goals = tuple(_goal_result(parsed, goal, tuning, design) for goal in parsed.goals)
     srm_p = srm_test(
         [variant.visitors for variant in parsed.variants],
         [variant.weight for variant in parsed.variants],
     )
     srm = Srm(srm_p, srm_p is not None and srm_p < SRM_THRESHOLD)
     settings = parsed.settings
-    decision = decide(settings, goals, srm, experiment_plan)
+    decision = decide(settings, goals, srm, experiment_plan, design)
     return Results(
-        parsed.experiment, settings.method, settings.alpha, srm, goals, decision, experiment_plan
+        parsed.experiment,
+        settings.method,
+        settings.alpha,
+        srm,
+        goals,
+        decision,
+        experiment_plan,
+        design,
     )
+
+
+def _sequential_design(parsed: AnalysisInput, experiment_plan: Plan) -> SequentialDesign | None:
+    """The group-sequential test of each treatment when the input has daily looks and a
+    plan; else the confidence sequence.  ``None`` for the other methods."""
+    if parsed.settings.method is not Method.SEQUENTIAL:
+        return None
+    if not parsed.looks or experiment_plan.visitors_needed_per_variant is None:
+        return SequentialDesign("confidence_sequence")
+    # The plan as of the last look, so that reading within the day changes nothing.
+    settings, last, control = parsed.settings, parsed.looks[-1], parsed.control
+    planned = plan(
+        list(last.visitors),
+        last.visitors[control],
+        last.conversions[parsed.primary.key][control],
+        settings.mde,
+        settings.alpha,
+        settings.power,
+    ).visitors_needed_per_variant
+    if planned is None:
+        return SequentialDesign("confidence_sequence")
+    treatments = [i for i in range(len(parsed.variants)) if i != parsed.control]
+    alpha = parsed.settings.alpha / max(1, len(treatments))  # Bonferroni, as the plan
+    found = [_sequential_look(parsed, i, planned, alpha) for i in treatments]
+    looks = tuple(look for look in found if look is not None)
+    if len(looks) != len(treatments):
+        return SequentialDesign("confidence_sequence")
+    return SequentialDesign("group_sequential", group_sequential.DEFAULT_SPENDING, looks)
+
+
+def _sequential_look(
+    parsed: AnalysisInput, treatment: int, planned: int, alpha: float
+) -> SequentialLook | None:
+    """The design's test of one treatment at its last look (or at the look that reached
+    the plan, once the experiment has outrun it); ``None`` without information."""
+    control, goal = parsed.control, parsed.primary.key
+    fractions: list[float] = []
+    kept: list[Look] = []
+    closed = False
+    for look in parsed.looks:
+        n_t, n_c = look.visitors[treatment], look.visitors[control]
+        if n_t == 0 or n_c == 0:
+            continue
+        fraction = 2.0 / (1.0 / n_t + 1.0 / n_c) / planned  # harmonic mean of the arms
+        if fractions and fraction <= fractions[-1]:
+            continue  # no new information: not a look
+        if fractions and fractions[-1] >= 1.0:
+            closed = True  # the design ended at the look that reached the plan
+            break
+        fractions.append(fraction)
+        kept.append(look)
+    if not kept:
+        return None
+    last = kept[-1]
+    counts = last.conversions[goal]
+    z = _wald_z(
+        Proportion(last.visitors[treatment], counts[treatment]),
+        Proportion(last.visitors[control], counts[control]),
+    )
+    spending = group_sequential.SPENDING[group_sequential.DEFAULT_SPENDING]
+    result = group_sequential.last_look(fractions, alpha, z, spending)
+    return SequentialLook(
+        parsed.variants[treatment].key,
+        last.day.isoformat(),
+        len(kept),
+        fractions[-1],
+        z,
+        result.boundary,
+        result.p_value,
+        closed,
+    )
+
+
+def _wald_z(treatment: Proportion, control: Proportion) -> float:
+    """The unpooled Wald statistic of ``p_t - p_c``; 0 when its variance is 0."""
+    variance = (treatment.variance or 0.0) + (control.variance or 0.0)
+    if variance <= 0.0:
+        return 0.0
+    return ((treatment.rate or 0.0) - (control.rate or 0.0)) / math.sqrt(variance)
 
 
 def _plan(parsed: AnalysisInput) -> Plan:
@@ -94,8 +186,11 @@ def _plan(parsed: AnalysisInput) -> Plan:
     )
 
 
-def _goal_result(parsed: AnalysisInput, goal: GoalInput, tuning: int) -> GoalResult:
-    """One goal's figures; ``tuning`` is ``n_star`` of the confidence sequences."""
+def _goal_result(
+    parsed: AnalysisInput, goal: GoalInput, tuning: int, design: SequentialDesign | None
+) -> GoalResult:
+    """One goal's figures; ``tuning`` is ``n_star`` of the confidence sequences,
+    ``design`` the group-sequential tests of the primary goal, if any."""
     settings, control = parsed.settings, parsed.control
     proportions = [
         Proportion(variant.visitors, counts.conversions)
@@ -116,6 +211,7 @@ def _goal_result(parsed: AnalysisInput, goal: GoalInput, tuning: int) -> GoalRes
             bayes.chance_to_beat_control[i],
             settings,
             tuning,
+            None if design is None or not goal.primary else design.look(parsed.variants[i].key),
         )
         for i in range(len(proportions))
     ]
@@ -142,7 +238,9 @@ def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None
     counts = goal.counts[index]
     if counts.value_sum is None or counts.value_sum_squares is None:
         return None
-    return SampleMoments(visitors, counts.value_sum, counts.value_sum_squares)
+    return SampleMoments(
+        visitors, counts.value_sum, counts.value_sum_squares, counts.value_sum_cubes
+    )
 
 
 def _comparison(
@@ -153,7 +251,9 @@ def _comparison(
     chance: float | None,
     settings: AnalysisSettings,
     tuning: int,
+    look: SequentialLook | None = None,
 ) -> Comparison:
+    """``look``: the group-sequential test that replaces the confidence sequence."""
     diff = None if treatment.rate is None or control.rate is None else treatment.rate - control.rate
     lift = rel_lift(treatment, control)
     value = (
@@ -161,7 +261,10 @@ def _comparison(
         if treatment_value is None or control_value is None
         else _value_comparison(treatment_value, control_value, settings, tuning)
     )
-    if settings.method is Method.SEQUENTIAL:
+    if look is not None:
+        abs_ci, lift_ci = _repeated_intervals(treatment, control, look.boundary)
+        p_value: float | None = look.p_value
+    elif settings.method is Method.SEQUENTIAL:
         visitors = treatment.n + control.n
         diff_variance = None
         if treatment.variance is not None and control.variance is not None:
@@ -179,6 +282,20 @@ def _comparison(
         lift_ci = rel_lift_interval(treatment, control, settings.alpha)
         p_value = two_proportion_ztest(treatment, control)
     return Comparison(diff, abs_ci, lift, lift_ci, p_value, None, chance, value)
+
+
+def _repeated_intervals(
+    treatment: Proportion, control: Proportion, boundary: float
+) -> tuple[Interval | None, Interval | None]:
+    """Repeated confidence intervals at the look's critical value (Jennison & Turnbull
+    2000, chapter 9): they exclude 0 exactly when ``|z| >= boundary`` on these counts.
+    ``None`` when the design has nothing to spend at that look."""
+    variance = (treatment.variance or 0.0) + (control.variance or 0.0)
+    if not math.isfinite(boundary) or treatment.n == 0 or control.n == 0:
+        return None, None
+    diff = (treatment.rate or 0.0) - (control.rate or 0.0)
+    half = boundary * math.sqrt(variance)
+    return (diff - half, diff + half), fieller_lift_interval(treatment, control, boundary**2)
 
 
 def _sequential(

@@ -21,9 +21,16 @@ Checks run in this order; the first that applies decides.
      largest positive difference among those with Holm-adjusted
      ``p < alpha`` wins; the control wins when every treatment is
      significantly worse; otherwise ``no_difference``.
-   * ``sequential``: the same winner rule at any time (always-valid
-     p-values); ``no_difference`` once every treatment's confidence
-     sequence of the relative lift lies inside ``(-mde, +mde)``.
+   * ``sequential`` without daily looks in the input: the same winner rule
+     at any time (always-valid p-values); ``no_difference`` once every
+     treatment's confidence sequence of the relative lift lies inside
+     ``(-mde, +mde)``.
+   * ``sequential`` with daily looks (:mod:`abconv.stats.group_sequential`):
+     a treatment wins when its statistic crossed the upper boundary at the
+     last look (largest difference first); the control wins when every
+     treatment crossed the lower one.  ``no_difference`` once the repeated
+     confidence intervals of every lift lie inside ``(-mde, +mde)``, or
+     when the look that reached the plan crossed nothing (the design is over).
 
 4. The hard-goal guardrail (:mod:`abconv.stats.guardrails`): a treatment
    that won a soft primary goal ships only once every guarding hard goal
@@ -42,13 +49,21 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abconv.analysis_settings import AnalysisSettings
 from abconv.stats.guardrails import blocking_reason, guardrails, likely_worse
 from abconv.stats.planning import Plan
-from abconv.stats.results import Comparison, Decision, GoalResult, Srm, VariantResult
+from abconv.stats.results import (
+    Comparison,
+    Decision,
+    GoalResult,
+    SequentialDesign,
+    Srm,
+    VariantResult,
+)
 from abconv.stats.wording import lift, loss, p_value, percent
 from abconv.vocabulary import DecisionStatus, GoalKind, Method
 
@@ -73,9 +88,14 @@ class Win:
 
 
 def decide(
-    settings: AnalysisSettings, goals: Sequence[GoalResult], srm: Srm, plan: Plan
+    settings: AnalysisSettings,
+    goals: Sequence[GoalResult],
+    srm: Srm,
+    plan: Plan,
+    design: SequentialDesign | None = None,
 ) -> Decision:
-    """The decision for analysed goals (see the module docstring for the rules)."""
+    """The decision for analysed goals (see the module docstring for the rules);
+    ``design`` is how ``sequential`` tested the primary goal."""
     primary = next(goal for goal in goals if goal.primary)
     if srm.flag:
         return Decision(
@@ -97,6 +117,8 @@ def decide(
         )
     if settings.method is Method.BAYESIAN:
         verdict = _bayesian_minimum(primary, plan) or _bayesian(settings, primary)
+    elif design is not None and design.design == "group_sequential":
+        verdict = _group_sequential(settings, primary, design)
     else:
         verdict = _frequentist(settings, primary, plan)
     if isinstance(verdict, Decision):
@@ -235,6 +257,66 @@ def _frequentist(settings: AnalysisSettings, primary: GoalResult, plan: Plan) ->
     return _keep_running(
         f"Keep running: no significant difference on {primary.key} yet "
         f"(smallest adjusted p {p_value(smallest)})."
+    )
+
+
+def _group_sequential(
+    settings: AnalysisSettings, primary: GoalResult, design: SequentialDesign
+) -> Win | Decision:
+    """The group-sequential rule (module docstring): crossings at the look that counts."""
+    control = primary.control
+    tested = [
+        (v, v.vs_control, look)
+        for v in primary.treatments
+        if v.vs_control is not None and (look := design.look(v.key)) is not None
+    ]
+    better = [
+        (v, c, look)
+        for v, c, look in tested
+        if look.crossed > 0 and (c.abs_diff or 0.0) > 0.0 and _excludes_zero(c, 1.0)
+    ]
+    if better:
+        winner, comparison, look = max(better, key=lambda row: row[1].abs_diff or 0.0)
+        return Win(
+            winner,
+            f"{lift(comparison)} vs '{control.key}' on {primary.key} "
+            f"(z {look.z:.2f} beyond the boundary {look.boundary:.2f} on {look.day}, "
+            f"{percent(look.fraction)} of the plan).",
+        )
+    worse = [
+        look
+        for _, c, look in tested
+        if look.crossed < 0 and (c.abs_diff or 0.0) < 0.0 and _excludes_zero(c, -1.0)
+    ]
+    if tested and len(worse) == len(tested):
+        return Win(
+            control,
+            f"every other variant converts worse on {primary.key} "
+            f"(beyond the group-sequential boundary on {worse[0].day}).",
+        )
+    if tested and all(look.closed for _, _, look in tested):
+        day = tested[0][2].day
+        return Decision(
+            DecisionStatus.NO_DIFFERENCE,
+            None,
+            f"No significant difference on {primary.key} at the planned sample size "
+            f"(reached on {day}; the group-sequential test ends there). Keep '{control.key}'.",
+        )
+    if tested and all(_within_mde(c, settings.mde) for _, c, _ in tested):
+        return Decision(
+            DecisionStatus.NO_DIFFERENCE,
+            None,
+            f"No difference on {primary.key}: every variant is within "
+            f"±{percent(settings.mde)} of '{control.key}'. Keep '{control.key}'.",
+        )
+    if not tested:
+        return _keep_running(f"Keep running: no variant can be compared on {primary.key} yet.")
+    lead = max(tested, key=lambda row: abs(row[2].z))[2]
+    boundary = f"{lead.boundary:.2f}" if math.isfinite(lead.boundary) else "none left"
+    return _keep_running(
+        f"Keep running: no difference on {primary.key} beyond the group-sequential boundary "
+        f"yet ('{lead.variant}': z {lead.z:.2f}, boundary {boundary} on {lead.day}, "
+        f"{percent(lead.fraction)} of the plan)."
     )
 
 

@@ -9,6 +9,7 @@ floats (``100.0``).
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,6 +26,12 @@ MAX_COUNT = 10**15
 
 MAX_VALUE = 1e100
 """Largest ``value_sum`` or ``value_sum_squares`` accepted (squares stay finite)."""
+
+MAX_CUBES = 1e300
+"""Largest ``value_sum_cubes`` accepted."""
+
+MAX_LOOKS = 3660
+"""Most daily ``looks`` accepted (ten years)."""
 
 RELATIVE_TOLERANCE = 1e-9
 """Slack for rounding in ``value_sum_squares`` consistency checks."""
@@ -44,6 +51,7 @@ class GoalCounts:
     conversions: int
     value_sum: float | None = None
     value_sum_squares: float | None = None
+    value_sum_cubes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,12 +67,26 @@ class GoalInput:
 
 
 @dataclass(frozen=True)
+class Look:
+    """Cumulative counts at the end of a UTC day, aligned with :attr:`AnalysisInput.variants`.
+
+    ``conversions`` maps a goal to its converting visitors per variant
+    (zeros for a goal the look leaves out).
+    """
+
+    day: datetime.date
+    visitors: tuple[int, ...]
+    conversions: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
 class AnalysisInput:
     experiment: str
     settings: AnalysisSettings
     variants: tuple[VariantInput, ...]
     control: int
     goals: tuple[GoalInput, ...]
+    looks: tuple[Look, ...] = ()
 
     @property
     def primary(self) -> GoalInput:
@@ -79,6 +101,7 @@ TOP_LEVEL_KEYS = frozenset(
 VARIANT_KEYS = frozenset({"key", "weight", "visitors"})
 GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "counts", "guard"})
 COUNT_KEYS = frozenset({"conversions", "value_sum", "value_sum_squares", "value_sum_cubes"})
+LOOK_KEYS = frozenset({"day", "visitors", "conversions"})
 
 
 def parse_input(data: Any) -> AnalysisInput:
@@ -87,8 +110,6 @@ def parse_input(data: Any) -> AnalysisInput:
     Raises ``ValueError`` naming the field for anything malformed.
     """
     root = _mapping(data, "input", TOP_LEVEL_KEYS)
-    if "looks" in root and not isinstance(root["looks"], list):
-        raise ValueError(f"looks: must be a list, got {_type_name(root['looks'])}")
     experiment = _string(root, "experiment", "")
     settings = _settings(root)
     variants = _variants(root.get("variants"))
@@ -97,7 +118,8 @@ def parse_input(data: Any) -> AnalysisInput:
     if control_key not in keys:
         raise ValueError(f"control: {control_key!r} is not a variant ({', '.join(keys)})")
     goals = _goals(root.get("goals"), variants)
-    return AnalysisInput(experiment, settings, variants, keys.index(control_key), goals)
+    looks = _looks(root.get("looks", []), variants, goals)
+    return AnalysisInput(experiment, settings, variants, keys.index(control_key), goals, looks)
 
 
 def _settings(root: Mapping[str, Any]) -> AnalysisSettings:
@@ -195,10 +217,88 @@ def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> Goa
         squares, f"{where}.value_sum_squares", 0.0 <= squares <= MAX_VALUE, "in [0, 1e100]"
     )
     _check_value_consistency(where, conversions, total, squares)
-    if "value_sum_cubes" in entry:  # accepted; the skew-corrected interval will read it
-        cubes = _number(entry["value_sum_cubes"], f"{where}.value_sum_cubes")
-        _check_range(cubes, f"{where}.value_sum_cubes", cubes >= 0.0, ">= 0")
-    return GoalCounts(conversions, total, squares)
+    if "value_sum_cubes" not in entry:
+        return GoalCounts(conversions, total, squares)
+    cubes = _number(entry["value_sum_cubes"], f"{where}.value_sum_cubes")
+    _check_range(cubes, f"{where}.value_sum_cubes", 0.0 <= cubes <= MAX_CUBES, "in [0, 1e300]")
+    _check_cubes(where, conversions, squares, cubes)
+    return GoalCounts(conversions, total, squares, cubes)
+
+
+def _check_cubes(where: str, conversions: int, squares: float, cubes: float) -> None:
+    """Non-negative values: (Σv²)^{3/2} / sqrt(x) <= Σv³ <= (Σv²)^{3/2} (power means, Hölder)."""
+    if conversions == 0:
+        if cubes > 0.0:
+            raise ValueError(f"{where}.value_sum_cubes: values without conversions")
+        return
+    highest = squares**1.5 * (1.0 + RELATIVE_TOLERANCE)
+    lowest = squares**1.5 / math.sqrt(conversions) * (1.0 - RELATIVE_TOLERANCE)
+    if not lowest <= cubes <= highest:
+        raise ValueError(
+            f"{where}.value_sum_cubes: {cubes} is impossible for value_sum_squares {squares} "
+            f"over {conversions} conversions"
+        )
+
+
+def _looks(
+    raw: Any, variants: tuple[VariantInput, ...], goals: tuple[GoalInput, ...]
+) -> tuple[Look, ...]:
+    """``looks``: cumulative end-of-day counts, days strictly ascending, counts never falling."""
+    if not isinstance(raw, list):
+        raise ValueError(f"looks: must be a list, got {_type_name(raw)}")
+    if len(raw) > MAX_LOOKS:
+        raise ValueError(f"looks: at most {MAX_LOOKS} days, got {len(raw)}")
+    looks: list[Look] = []
+    for index, item in enumerate(raw):
+        look = _look(item, f"looks[{index}]", variants, goals)
+        if looks:
+            before = looks[-1]
+            if look.day <= before.day:
+                raise ValueError(f"looks[{index}].day: {look.day} is not after {before.day}")
+            falling = any(
+                a < b for a, b in zip(look.visitors, before.visitors, strict=True)
+            ) or any(
+                a < b
+                for goal, counts in look.conversions.items()
+                for a, b in zip(counts, before.conversions[goal], strict=True)
+            )
+            if falling:
+                raise ValueError(f"looks[{index}]: counts are cumulative and cannot fall")
+        looks.append(look)
+    return tuple(looks)
+
+
+def _look(
+    item: Any, where: str, variants: tuple[VariantInput, ...], goals: tuple[GoalInput, ...]
+) -> Look:
+    entry = _mapping(item, where, LOOK_KEYS)
+    day_raw = entry.get("day")
+    try:
+        day = datetime.date.fromisoformat(day_raw) if isinstance(day_raw, str) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValueError(f"{where}.day: must be a date as YYYY-MM-DD, got {day_raw!r}")
+    keys = [variant.key for variant in variants]
+    visitors_raw = _mapping(entry.get("visitors"), f"{where}.visitors", frozenset(keys))
+    visitors = tuple(_count(visitors_raw.get(key, 0), f"{where}.visitors.{key}") for key in keys)
+    conversions_raw = _mapping(
+        entry.get("conversions", {}), f"{where}.conversions", frozenset(g.key for g in goals)
+    )
+    conversions: dict[str, tuple[int, ...]] = {}
+    for goal in goals:
+        counts_raw = _mapping(
+            conversions_raw.get(goal.key, {}), f"{where}.conversions.{goal.key}", frozenset(keys)
+        )
+        counts = []
+        for key, seen in zip(keys, visitors, strict=True):
+            field = f"{where}.conversions.{goal.key}.{key}"
+            count = _count(counts_raw.get(key, 0), field)
+            if count > seen:
+                raise ValueError(f"{field}: {count} exceeds visitors {seen}")
+            counts.append(count)
+        conversions[goal.key] = tuple(counts)
+    return Look(day, visitors, conversions)
 
 
 def _check_value_consistency(where: str, conversions: int, total: float, squares: float) -> None:

@@ -122,6 +122,52 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class SequentialLook:
+    """A treatment's group-sequential test on the primary goal at the look that counts.
+
+    ``z`` is the Wald statistic of the difference there, ``boundary`` the
+    critical value the design gives that look, ``fraction`` its information
+    fraction (of the plan), ``p_value`` the design's (stage-wise) p-value.
+    ``closed``: the experiment has outrun its plan and this is the look that
+    reached it (the verdict that stands).
+    """
+
+    variant: str
+    day: str
+    looks: int
+    fraction: float
+    z: float
+    boundary: float
+    p_value: float
+    closed: bool
+
+    @property
+    def crossed(self) -> int:
+        """``1`` above the upper boundary, ``-1`` below the lower one, else ``0``."""
+        if self.z >= self.boundary:
+            return 1
+        return -1 if self.z <= -self.boundary else 0
+
+
+@dataclass(frozen=True)
+class SequentialDesign:
+    """How ``method = "sequential"`` tested the primary goal.
+
+    ``design`` is ``"group_sequential"`` (daily looks in the input and a
+    plan) or ``"confidence_sequence"``; ``spending`` names the spending
+    function of a group-sequential design, and ``looks`` holds its test of
+    each treatment.
+    """
+
+    design: str
+    spending: str | None = None
+    looks: tuple[SequentialLook, ...] = ()
+
+    def look(self, variant: str) -> SequentialLook | None:
+        return next((look for look in self.looks if look.variant == variant), None)
+
+
+@dataclass(frozen=True)
 class Results:
     experiment: str
     method: Method
@@ -130,6 +176,7 @@ class Results:
     goals: tuple[GoalResult, ...]
     decision: Decision
     plan: Plan
+    sequential: SequentialDesign | None = None
 
 
 def to_document(results: Results) -> dict[str, Any]:
@@ -150,6 +197,26 @@ def to_document(results: Results) -> dict[str, Any]:
             "visitors_needed_per_variant": results.plan.visitors_needed_per_variant,
             "progress": _number(results.plan.progress),
         },
+        "sequential": None if results.sequential is None else _sequential(results.sequential),
+    }
+
+
+def _sequential(design: SequentialDesign) -> dict[str, Any]:
+    return {
+        "design": design.design,
+        "spending": design.spending,
+        "looks": [
+            {
+                "variant": look.variant,
+                "day": look.day,
+                "looks": look.looks,
+                "information_fraction": _number(look.fraction),
+                "z": _number(look.z),
+                "boundary": _number(look.boundary),
+                "closed": look.closed,
+            }
+            for look in design.looks
+        ],
     }
 
 

@@ -1,5 +1,9 @@
 """Always-valid inference: asymptotic confidence sequences and their p-values.
 
+(When the analysis input has daily ``looks``, the primary goal is tested
+with the group-sequential design of :mod:`abconv.stats.group_sequential`
+instead; everything else keeps these sequences.)
+
 With ``method = "sequential"`` the comparisons against the control are
 reported with a confidence *sequence* instead of a fixed-n interval: with
 probability at least ``1 - alpha`` it covers the true effect at every

@@ -10,6 +10,7 @@ Nothing outside this package touches SQL; everything else talks to :class:`Store
 ``rollup_rebuild``  the same counters recomputed from the raw events
 ``results``         reads for results: rollups → :class:`ResultCounts`
 ``counts``          :class:`ResultCounts` and its parts (plain values)
+``excluded``        counters of the requests served without being recorded
 ``sqlite``          SQLite specifics: pragmas, writers' file lock, the hot path
 ``exposure_cache``  the per-worker cache of recorded exposures
 ``outage``          failing fast while the database hangs

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from abconv.store import results, schema
 from abconv.store.connections import Database, normalise_url, utcnow
 from abconv.store.counts import ResultCounts
 from abconv.store.events import Events
+from abconv.store.excluded import ExcludedCounts
 from abconv.store.rollups import Rollups
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
@@ -38,6 +39,7 @@ class Store:
         self.hang_guard = self.database.hang_guard
         self._hot = self.database.hot
         self.events = Events(self.database, Rollups(self.database))
+        self.excluded = ExcludedCounts(self.database)
 
     # -- the database --------------------------------------------------------
 
@@ -104,6 +106,16 @@ class Store:
     ) -> tuple[int, list[NewConversion], list[bool]]:
         return self.events.ingest(exposures, visitors, credit)
 
+    # -- excluded requests (abconv.store.excluded) ----------------------------
+
+    def count_excluded(self, reasons: Mapping[str, str], day: date) -> None:
+        """One request more for each experiment → reason of ``reasons``, on ``day``."""
+        self.excluded.add(reasons, day)
+
+    def excluded_counts(self, experiment: str) -> list[tuple[date, str, int]]:
+        """(day, reason, requests) of ``experiment``, by day then reason."""
+        return self.excluded.of(experiment)
+
     # -- rollups and results -------------------------------------------------
 
     def result_counts(self, experiment: str, caps: Mapping[str, float]) -> ResultCounts:
@@ -160,8 +172,8 @@ class Store:
     def conversions_by_variant(
         self, experiment: str, caps: Mapping[str, float] | None = None
     ) -> list[dict[str, Any]]:
-        """Per (goal, variant): converting visitors, value sum and sum of squared
-        per-visitor values, the sufficient statistics of the analysis.
+        """Per (goal, variant): converting visitors, value sum and sums of squared
+        and cubed per-visitor values, the sufficient statistics of the analysis.
 
         ``caps`` (goal → cap) winsorises each visitor's total value on a goal
         at its cap before the sums; ``capped_visitors`` counts the totals
@@ -200,6 +212,7 @@ class Store:
             sa.func.count().label("conversions"),
             sa.func.sum(capped.c.total).label("value_sum"),
             sa.func.sum(capped.c.total * capped.c.total).label("value_sum_squares"),
+            sa.func.sum(capped.c.total * capped.c.total * capped.c.total).label("value_sum_cubes"),
             sa.func.sum(capped.c.capped).label("capped_visitors"),
         ).group_by(capped.c.goal, capped.c.variant)
         try:
@@ -207,8 +220,8 @@ class Store:
                 return [dict(row._mapping) for row in conn.execute(query).all()]
         except sa.exc.DataError as error:
             raise ValueError(
-                f"value_sum or value_sum_squares of experiment {experiment!r} overflows "
-                f"the database's arithmetic: {error.orig}"
+                f"value_sum, value_sum_squares or value_sum_cubes of experiment {experiment!r} "
+                f"overflows the database's arithmetic: {error.orig}"
             ) from error
 
 

@@ -142,3 +142,14 @@ ROLLUP_TABLES = (
     ROLLUP_VISITOR_GOAL,
     ROLLUP_CAP,
 )
+
+
+# -- requests served without being recorded (see abconv.store.excluded) -----------
+
+EXCLUDED_COUNT = sa.Table(  # requests of that day left out for that reason
+    "excluded_count",
+    SQLModel.metadata,
+    *_key("experiment", "reason"),
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("requests", sa.Integer(), nullable=False),
+)

@@ -118,8 +118,10 @@ def results_of(key: str) -> dict[str, Any]:
     """The results document of experiment ``key`` (404 unknown, 409 stored data out of range)."""
     experiment = services().experiment(key)
     with results_module.stored_data_checked(key):
-        counts = services().store.result_counts(key, results_module.caps(experiment))
-        return results_module.results_document(experiment, counts, utcnow())
+        store = services().store
+        counts = store.result_counts(key, results_module.caps(experiment))
+        excluded = store.excluded_counts(key)
+        return results_module.results_document(experiment, counts, utcnow(), excluded)
 
 
 @bp.get("/healthz")

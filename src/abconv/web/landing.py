@@ -3,9 +3,10 @@
 The server picks the variant, so nothing flickers and no exposure is lost:
 a redirect is answered only after the exposure is committed (client-side
 redirects lose the ones whose browser leaves first). Bots, ``force=`` and
-``HEAD`` requests get the page without being recorded; a concluded
-experiment serves its winner; a draft one is a 404 unless previewed with
-``force``.
+``HEAD`` requests get the page without being recorded (counted as excluded
+requests by :func:`abconv.service.assign_visitor`, like those of the API); a
+concluded experiment serves its winner; a draft one is a 404 unless
+previewed with ``force``.
 """
 
 from __future__ import annotations

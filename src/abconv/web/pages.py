@@ -3,8 +3,8 @@
 A route reads the results document (:mod:`abconv.results`), the same one
 ``/api/experiments/KEY/results`` answers, and hands it to a template with
 the plain words (:mod:`abconv.web.verdict`) and the charts' geometry
-(:mod:`abconv.web.charts`). ``soft_to_hard``, ``timeline`` and ``progress``
-are drawn when the document has them.
+(:mod:`abconv.web.charts`). ``soft_to_hard``, ``bounce``, ``timeline`` and
+``progress`` are drawn when the document has them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from flask import Blueprint, render_template, request
 
 from abconv.errors import AbconvError
 from abconv.experiments import Experiment, ExperimentRegistry
+from abconv.results.excluded import REASONS
 from abconv.web import charts, verdict
 from abconv.web.api import results_of, services
 from abconv.web.auth import admin_required
@@ -85,13 +86,20 @@ def results(key: str) -> str:
         method=verdict.method_words(experiment.analysis),
         warnings=verdict.soft_over_hard(document),
         progress=progress,
+        many_days=verdict.MANY_DAYS,
         goals=[
             (goal, charts.forest(goal["variants"]), charts.densities(goal["variants"]))
             for goal in goals
         ],  # fmt: skip
         timeline=_timeline(document),
         funnels=[charts.funnel(pair) for pair in document.get("soft_to_hard") or []],
+        bounce=(bounce := document.get("bounce")),
+        bounce_sentences=verdict.bounce_sentences(bounce, view, experiment.analysis.alpha),
         variants=[(v, safe_link(v.url)) for v in experiment.variants],
+        excluded=[
+            (reason, requests, REASONS[reason])
+            for reason, requests in (document.get("excluded") or {}).items()
+        ],
     )
 
 

@@ -21,6 +21,10 @@ SOFT_WIN = 0.95  # chance to beat the control that makes a soft goal "more"
 HARD_LOSS = 0.2  # at or below: the hard goal is "likely fewer"
 
 
+# Beyond this, a count of days left reads as noise: the advice changes instead.
+MANY_DAYS = 365
+
+
 @dataclass(frozen=True)
 class Verdict:
     tone: str  # "winner", "keep_running", "no_difference", "invalid": the badge's class
@@ -135,7 +139,12 @@ def verdict(
             "to run.",
         )  # fmt: skip
     wait = "Keep the test running"
-    if days_left is not None:
+    if days_left is not None and days_left > MANY_DAYS:
+        wait += (
+            ": at today's traffic the plan needs more than a year; send more traffic to the "
+            "test or plan for a larger effect"
+        )
+    elif days_left is not None:
         wait += f": about {days_left} more day{'s' if days_left != 1 else ''} at today's traffic"
     if best is None:
         detail = "No visitors yet."
@@ -218,3 +227,46 @@ def _chance(goal: dict[str, Any], key: str) -> float:
     variant = next(v for v in goal["variants"] if v["key"] == key)
     value = (variant["vs_control"] or {}).get("chance_to_beat_control")
     return 0.5 if value is None else float(value)
+
+
+def bounce_sentences(bounce: dict[str, Any] | None, view: View, alpha: float = 0.05) -> list[str]:
+    """Per treatment, its bounce rate against the control's in one sentence, lower
+    being better: "B: 42.0 % bounced vs 48.0 % on control: 6.0 points fewer (likely
+    between 9.9 points fewer and 2.1 points fewer); 99 % chance of fewer bounces."."""
+    if not bounce:
+        return []
+    control = next(v for v in bounce["variants"] if v["control"])
+    sentences = []
+    for variant in (v for v in bounce["variants"] if not v["control"]):
+        versus = variant["vs_control"] or {}
+        diff = versus.get("abs_diff")
+        head = (
+            f"{variant['key']}: {percent(variant['rate'])} bounced vs "
+            f"{percent(control['rate'])} on {control['key']}"
+        )
+        if diff is None:
+            sentences.append(f"{variant['key']}: not enough visitors yet to compare.")
+            continue
+        band = versus.get("abs_diff_ci")
+        within = ""
+        if band and band[0] is not None and band[1] is not None:
+            within = f" (likely between {_points(band[0])} and {_points(band[1])})"
+        if view == "bayesian":
+            sure = f"{chance(versus.get('chance_lower'))} chance of fewer bounces"
+        else:
+            given = versus.get("p_value")
+            meaning = (
+                "unlikely to be chance"
+                if given is not None and given < alpha
+                else ("could be chance")
+            )
+            sure = f"p = {p_value(given)}, {meaning}"
+        sentences.append(f"{head}: {_points(diff)}{within}; {sure}.")
+    return sentences
+
+
+def _points(diff: float) -> str:
+    """A difference of bounce rates in percentage points: ``-0.061`` → ``"6.1 points fewer"``."""
+    if round(diff * 100, 1) == 0:
+        return "0.0 points"
+    return f"{abs(diff) * 100:.1f} points {'fewer' if diff < 0 else 'more'}"
