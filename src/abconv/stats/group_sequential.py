@@ -95,6 +95,12 @@ SPENDING: dict[str, Spending] = {
 }
 DEFAULT_SPENDING = "pocock"
 
+UPPER_ALPHA_SHARE = 0.7
+"""Share of the two-sided ``alpha`` spent on "the treatment wins" (the rest on
+"the control wins"): a shipping decision is the one claim that changes the
+product, while the lower crossing keeps the control, as ``no_difference`` and
+the end of the plan do (README, "Sequential testing", gives the reasoning)."""
+
 
 @dataclass
 class _State:
