@@ -6,17 +6,21 @@ sequence: the experiment's plan (:mod:`abconv.stats.planning`) fixes the
 information it is meant to reach, each look (the end of a UTC day) has the
 information fraction ``t = n / n_planned`` (``n`` the harmonic mean of the
 two arms' visitors, so unequal arms count for what they are worth), and a
-spending function says how much of the two-sided ``alpha`` may have been
-spent by ``t``.  Look ``k`` gets the critical value ``c_k`` for which, with
-no effect, the chance of a first crossing ``|Z_k| >= c_k`` there is exactly
-``alpha(t_k) - alpha(t_{k-1})``.  However often the page is read, the looks
-are the days: reading 100 times a day spends nothing more.
+spending function says how much of the level may have been spent by ``t``.
+The two-sided ``alpha`` is split between the two sides (the analysis puts
+``UPPER_ALPHA_SHARE`` of it on "the treatment wins"), and look ``k`` gets an
+upper critical value ``c_u,k`` and a lower one ``c_l,k`` for which, with no
+effect, the chances of a first crossing ``Z_k >= c_u,k`` and ``Z_k <=
+-c_l,k`` there are exactly what each side's spending adds since ``t_{k-1}``.
+An equal split is the usual symmetric design, ``|Z_k| >= c_k``.  However
+often the page is read, the looks are the days: reading 100 times a day
+spends nothing more.
 
 The critical values come from the recursive numerical integration of
 Armitage, McPherson & Rowe (1969): on the information scale the score
 ``W(t) = Z sqrt(t)`` is a Brownian motion, so the density of ``W`` at look
 ``k`` among the paths that have not crossed yet is the density at look
-``k - 1`` (on ``|w| < c_{k-1} sqrt(t_{k-1})``) convolved with the normal
+``k - 1`` (on ``-c_l sqrt(t_{k-1}) < w < c_u sqrt(t_{k-1})``) convolved with the normal
 increment of variance ``t_k - t_{k-1}``.  Densities live on a grid over the
 continuation region (Simpson's rule, spacing a quarter of the increments'
 standard deviation, as Jennison & Turnbull recommend a grid fine on the
@@ -57,7 +61,8 @@ import numpy.typing as npt
 from scipy import special
 
 Spending = Callable[[float, float], float]
-"""``spending(t, alpha)``: the two-sided level spent by information fraction ``t``."""
+"""``spending(t, alpha)``: the two-sided level spent by information fraction ``t`` (a side of
+level ``a`` spends ``spending(t, 2 a) / 2``)."""
 
 GRID_PER_SD = 4
 """Grid points per standard deviation of the increment between two looks."""
