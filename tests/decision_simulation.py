@@ -8,8 +8,10 @@ through :func:`abconv.analyze`, the real document builder, with the default
 ``[analysis]`` settings apart from ``method``; the experiment stops at the
 first ``winner``, as a marketer reading the results every day would.
 
-Run ``python tests/decision_simulation.py [EXPERIMENTS]`` to print the table
-of a larger run (the README holds the latest one).
+Run ``python tests/decision_simulation.py [EXPERIMENTS] [METHOD ...]`` to
+print the table of a larger run (the README holds the latest one), of the
+given methods only if named: each scenario's counts depend only on the seed,
+so a method's figures are the same alone or with the others.
 """
 
 from __future__ import annotations
@@ -194,24 +196,31 @@ def run(scenario: Scenario, method: str, experiments: int, seed: int) -> Outcome
     return Outcome(tuple(winners), tuple(days))
 
 
-def run_all(experiments: int, seed: int = 20261129) -> dict[tuple[str, str], Outcome]:
-    """Every scenario under every method; the same counts for each method of a scenario."""
+def run_all(
+    experiments: int, seed: int = 20261129, methods: Sequence[str] = METHODS
+) -> dict[tuple[str, str], Outcome]:
+    """Every scenario under every method (or ``methods``); the same counts for each
+    method of a scenario."""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; known: {', '.join(METHODS)}")
     return {
         (scenario.key, method): run(scenario, method, experiments, seed + index)
         for index, scenario in enumerate(SCENARIOS)
-        for method in METHODS
+        for method in methods
     }
 
 
 def table(outcomes: dict[tuple[str, str], Outcome], experiments: int) -> str:
     """The figures as a Markdown table, with each method's bound after the figure."""
+    methods = [m for m in METHODS if any(key[1] == m for key in outcomes)]
     lines = [
-        f"| scenario ({experiments} experiments each) | " + " | ".join(METHODS) + " |",
-        "|---|" + "---|" * len(METHODS),
+        f"| scenario ({experiments} experiments each) | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
     ]
     for scenario in SCENARIOS:
         cells = []
-        for method in METHODS:
+        for method in methods:
             share = outcomes[scenario.key, method].share(scenario.measure)
             limit = scenario.limits.get(method)
             bound = "" if limit is None else f" ({'≤' if limit[0] == '<=' else '≥'} {limit[1]:.0%})"
@@ -222,7 +231,8 @@ def table(outcomes: dict[tuple[str, str], Outcome], experiments: int) -> str:
 
 def main(argv: Sequence[str]) -> None:
     experiments = int(argv[1]) if len(argv) > 1 else 2000
-    print(table(run_all(experiments), experiments))
+    methods = tuple(argv[2:]) or METHODS
+    print(table(run_all(experiments, methods=methods), experiments))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,8 @@ def check(
     outcomes: dict[tuple[str, str], Outcome],
     experiments: int,
     only: set[tuple[str, str]] | None = None,
-    skip: frozenset[tuple[str, str]] = frozenset(),
 ) -> None:
-    """Every bounded figure (or those in ``only``, less ``skip``) within its tolerance."""
+    """Every bounded figure (or those in ``only``) within its tolerance."""
     print("\n" + table(outcomes, experiments))
     failures = [
         f"{scenario.key}/{method}: {outcomes[scenario.key, method].share(scenario.measure):.1%} "
@@ -49,7 +48,6 @@ def check(
         for method in METHODS
         if (limit := scenario.limits.get(method)) is not None
         and (only is None or (scenario.key, method) in only)
-        and (scenario.key, method) not in skip
         and not within(outcomes[scenario.key, method], scenario.measure, limit)
     ]
     assert not failures, failures
@@ -61,19 +59,12 @@ def default_run() -> dict[tuple[str, str], Outcome]:
 
 
 SEQUENTIAL_POWER = ("purchase_up_10", "sequential")
-"""Not met: the group-sequential design finds a true +10 % by day 30 in 36.8 % of the full
-run (38.4 % by numerical integration; README, 'Sequential testing'). The tolerance of
-``check`` would let 36.8 % pass against 40 %, so this figure is left out of it."""
+"""The asymmetric group-sequential design finds a true +10 % by day 30 in 43.8 % by
+numerical integration (README, 'Sequential testing')."""
 
 
 def test_every_figure_holds_in_the_default_run(default_run: dict[tuple[str, str], Outcome]) -> None:
-    check(default_run, DEFAULT_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
-
-
-def test_sequential_power_is_the_designs(default_run: dict[tuple[str, str], Outcome]) -> None:
-    """Between the confidence sequence's 22 % and the single test's 56 %."""
-    power = default_run[SEQUENTIAL_POWER].share("treatment_by_day_30")
-    assert 0.25 <= power <= 0.55, power
+    check(default_run, DEFAULT_EXPERIMENTS)
 
 
 def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
@@ -88,6 +79,8 @@ def test_every_figure_holds_in_the_full_run(request: pytest.FixtureRequest) -> N
     if "slow" not in request.config.option.markexpr:
         pytest.skip("the full decision simulation (about 30 minutes): run with -m slow")
     outcomes = run_all(FULL_EXPERIMENTS)
-    check(outcomes, FULL_EXPERIMENTS, skip=frozenset({SEQUENTIAL_POWER}))
+    check(outcomes, FULL_EXPERIMENTS)
+    # The tolerance would pass a true power of about 37 % against 40 %: the full run's
+    # figure itself must meet the issue's 40 %.
     power = outcomes[SEQUENTIAL_POWER].share("treatment_by_day_30")
-    assert 0.25 <= power < 0.40, f"sequential power {power:.1%}: update the README and issue note"
+    assert power >= 0.40, f"sequential power {power:.1%}: update the README and issue note"

@@ -4,7 +4,9 @@ References checked: the published Pocock and O'Brien-Fleming constants
 (Jennison & Turnbull 2000, tables 2.1 and 2.3), the published Lan-DeMets
 boundaries for five equal looks (Jennison & Turnbull 2000, table 7.6 / R
 gsDesign and ldbounds), and a Monte Carlo of the Brownian motion the
-integration assumes; then the analysis with daily ``looks``.
+integration assumes, for the symmetric design and for the asymmetric one the
+analysis uses (``UPPER_ALPHA_SHARE`` of ``alpha`` on the upper side); then
+the analysis with daily ``looks``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from scipy import optimize, stats
 
 from abconv import analyze
 from abconv.stats.group_sequential import (
+    UPPER_ALPHA_SHARE,
     exit_probabilities,
     last_look,
     obrien_fleming_spending,
@@ -120,6 +123,77 @@ def test_stagewise_p_value() -> None:
     assert single.p_value == pytest.approx(2 * stats.norm.sf(1.7), rel=1e-9)
 
 
+def test_the_equal_split_is_the_symmetric_design() -> None:
+    fractions = [0.013, 0.05, 0.2, 0.37, 0.5, 0.9, 1.2]
+    result = last_look(fractions, ALPHA, 0.0, upper_share=0.5)
+    assert result.boundaries == pytest.approx(result.lower, rel=1e-9)
+    assert result.boundaries == spending_boundaries(fractions, ALPHA)
+
+
+@pytest.mark.parametrize("share", [0.6, UPPER_ALPHA_SHARE, 0.9])
+def test_each_side_spends_its_share(share: float) -> None:
+    """Upper exits add up to ``share`` of the spending, lower ones to the rest, look by look."""
+    fractions = [0.013, 0.05, 0.051, 0.2, 0.37, 0.5, 0.9, 0.99, 1.04, 1.3]
+    result = last_look(fractions, ALPHA, 0.0, upper_share=share)
+    assert all(u < c for u, c in zip(result.boundaries[:9], result.lower[:9], strict=True))
+    exits = exit_probabilities(fractions, result.boundaries, lower=result.lower)
+    spent = [pocock_spending(t, ALPHA) for t in fractions]
+    assert np.cumsum([up for up, _ in exits]) == pytest.approx([share * a for a in spent], abs=1e-8)
+    lower = np.cumsum([down for _, down in exits])
+    assert lower == pytest.approx([(1 - share) * a for a in spent], abs=1e-8)
+    assert sum(up + down for up, down in exits) == pytest.approx(ALPHA, abs=1e-9)
+
+
+@pytest.mark.parametrize("drift", [0.0, 2.8, -2.8])
+def test_asymmetric_daily_looks_match_a_monte_carlo(drift: float) -> None:
+    """The design of the analysis, 30 daily looks of a 53-day plan: each side's crossing
+    chance by integration and by simulation; with no effect, each side's spending."""
+    fractions = [(day + 1) / 53.0 for day in range(30)]
+    result = last_look(fractions, ALPHA, 0.0, upper_share=UPPER_ALPHA_SHARE)
+    upper, lower = np.array(result.boundaries), np.array(result.lower)
+    z = brownian_looks(fractions, 200_000, drift, seed=15)
+    crossed = (z >= upper) | (z <= -lower)
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
+    at_first = z[np.arange(len(z)), first]
+    simulated = (
+        float(np.mean((first >= 0) & (at_first > 0))),
+        float(np.mean((first >= 0) & (at_first < 0))),
+    )
+    exits = exit_probabilities(fractions, list(upper), drift, list(lower))
+    integrated = (sum(up for up, _ in exits), sum(down for _, down in exits))
+    print(f"\ndrift {drift}: simulated {simulated}, integrated {integrated}")
+    for found, expected in zip(simulated, integrated, strict=True):
+        assert abs(found - expected) < 4 * math.sqrt(expected * (1 - expected) / len(z))
+    if drift == 0.0:
+        spent = pocock_spending(30 / 53, ALPHA)
+        assert integrated[0] == pytest.approx(UPPER_ALPHA_SHARE * spent, rel=1e-6)
+        assert integrated[1] == pytest.approx((1 - UPPER_ALPHA_SHARE) * spent, rel=1e-6)
+        assert sum(simulated) <= ALPHA  # an A/A crosses either side at most alpha
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_asymmetric_stagewise_p_value(side: float) -> None:
+    """One-sided on the side of z over that side's share: at most the level spent so far
+    exactly when z crosses that side's boundary."""
+    fractions = [0.1, 0.25, 0.4, 0.62]
+    design = last_look(fractions, ALPHA, 0.0, upper_share=UPPER_ALPHA_SHARE)
+    bound = design.boundary if side > 0 else design.lower_boundary
+    crossed = last_look(fractions, ALPHA, side * (bound + 1e-6), upper_share=UPPER_ALPHA_SHARE)
+    short = last_look(fractions, ALPHA, side * (bound - 1e-6), upper_share=UPPER_ALPHA_SHARE)
+    spent = pocock_spending(fractions[-1], ALPHA)
+    assert crossed.p_value <= spent < short.p_value
+    assert crossed.p_value == pytest.approx(spent, abs=1e-7)
+    single = last_look([0.4], ALPHA, side * 1.7, upper_share=UPPER_ALPHA_SHARE)
+    share = UPPER_ALPHA_SHARE if side > 0 else 1 - UPPER_ALPHA_SHARE
+    assert single.p_value == pytest.approx(stats.norm.sf(1.7) / share, rel=1e-9)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.2, math.nan])
+def test_bad_splits_are_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="upper_share"):
+        last_look([0.5], ALPHA, 0.0, upper_share=share)
+
+
 @pytest.mark.parametrize(
     "fractions", [[], [0.0, 0.5], [0.5, 0.5], [0.6, 0.4], [0.1, math.nan], [math.inf]]
 )
@@ -170,6 +244,7 @@ def test_without_looks_sequential_keeps_the_confidence_sequence() -> None:
     assert document["sequential"] == {
         "design": "confidence_sequence",
         "spending": None,
+        "upper_alpha_share": None,
         "looks": [],
     }
     assert analyze({**data, "method": "frequentist"})["sequential"] is None
@@ -179,15 +254,19 @@ def test_a_group_sequential_winner_and_its_intervals() -> None:
     document = analyze(daily_input(20, (0.03, 0.036)))
     design = document["sequential"]
     assert design["design"] == "group_sequential" and design["spending"] == "pocock"
+    assert design["upper_alpha_share"] == UPPER_ALPHA_SHARE
     (look,) = design["looks"]
     assert look["variant"] == "B" and look["looks"] == 20 and look["day"] == "2026-10-20"
     assert look["z"] >= look["boundary"] and not look["closed"]
+    assert look["lower_boundary"] > look["boundary"]  # less alpha on "the control wins"
     assert document["decision"]["status"] == "winner" and document["decision"]["winner"] == "B"
     versus = document["goals"][0]["variants"][1]["vs_control"]
     assert versus["rel_lift_ci"][0] > 0 and versus["abs_diff_ci"][0] > 0
-    # The intervals are the repeated confidence intervals at the look's boundary.
+    # The intervals are the repeated confidence intervals at the look's boundaries.
     se = math.sqrt(0.03 * 0.97 / 20000 + 0.036 * 0.964 / 20000)
-    assert versus["abs_diff_ci"][1] - versus["abs_diff"] == pytest.approx(look["boundary"] * se)
+    assert versus["abs_diff"] - versus["abs_diff_ci"][0] == pytest.approx(look["boundary"] * se)
+    high = versus["abs_diff_ci"][1] - versus["abs_diff"]
+    assert high == pytest.approx(look["lower_boundary"] * se)
     assert versus["p_value"] <= pocock_spending(look["information_fraction"], ALPHA)
     assert "beyond the boundary" in document["decision"]["reason"]
 
@@ -195,7 +274,7 @@ def test_a_group_sequential_winner_and_its_intervals() -> None:
 def test_the_same_counts_short_of_the_boundary_keep_running() -> None:
     document = analyze(daily_input(10, (0.03, 0.0345)))
     (look,) = document["sequential"]["looks"]
-    assert abs(look["z"]) < look["boundary"]
+    assert -look["lower_boundary"] < look["z"] < look["boundary"]
     assert document["decision"]["status"] == "keep_running"
     assert "group-sequential boundary" in document["decision"]["reason"]
     versus = document["goals"][0]["variants"][1]["vs_control"]
@@ -232,9 +311,12 @@ def test_several_treatments_split_alpha() -> None:
     looks = analyze(data)["sequential"]["looks"]
     fractions = [look["information_fraction"] for look in looks]
     assert [look["variant"] for look in looks] == ["B", "C"]
-    # Bonferroni: the boundary of alpha / 2 on these fractions (the plan is for alpha / 2 too).
-    expected = spending_boundaries([fractions[0] * day / 10 for day in range(1, 11)], ALPHA / 2)[-1]
-    assert looks[0]["boundary"] == pytest.approx(expected, rel=1e-6)
+    # Bonferroni: the boundaries of alpha / 2 on these fractions (the plan is for alpha / 2 too).
+    expected = last_look(
+        [fractions[0] * day / 10 for day in range(1, 11)], ALPHA / 2, 0.0, upper_share=0.7
+    )
+    assert looks[0]["boundary"] == pytest.approx(expected.boundary, rel=1e-6)
+    assert looks[0]["lower_boundary"] == pytest.approx(expected.lower_boundary, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -298,3 +380,21 @@ def test_a_crossing_at_the_look_that_reached_the_plan_stands() -> None:
         "purchase"
     ]["B"]  # a bad last day, long after the plan: the verdict stands
     assert analyze(data)["sequential"]["looks"] == [look]
+
+
+def test_the_asymmetric_design_reaches_40_percent_by_day_30() -> None:
+    """The issue's scenario (above) with ``UPPER_ALPHA_SHARE`` of alpha on the upper side:
+    power by day 30, the A/A crossings of each side, and a true -10 % (README)."""
+    fractions = [1000 * (day + 1) / 53_211 for day in range(30)]
+    expected_z = 0.003 / math.sqrt((0.03 * 0.97 + 0.033 * 0.967) / 30_000)
+    drift = expected_z / math.sqrt(fractions[-1])
+    design = last_look(fractions, ALPHA, 0.0, upper_share=UPPER_ALPHA_SHARE)
+    power = sum(
+        up for up, _ in exit_probabilities(fractions, design.boundaries, drift, design.lower)
+    )
+    null = exit_probabilities(fractions, design.boundaries, 0.0, design.lower)
+    loss = exit_probabilities(fractions, design.boundaries, -drift, design.lower)
+    print(f"\npower {power:.4f}, A/A {sum(u for u, _ in null):.4f} + {sum(d for _, d in null):.4f}")
+    print(f"a loss of the same size found by day 30: {sum(d for _, d in loss):.4f}")
+    assert power >= 0.43
+    assert sum(u + d for u, d in null) <= ALPHA

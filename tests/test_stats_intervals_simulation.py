@@ -32,7 +32,13 @@ from abconv.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
-from abconv.stats.group_sequential import exit_probabilities, pocock_spending, spending_boundaries
+from abconv.stats.group_sequential import (
+    UPPER_ALPHA_SHARE,
+    LastLook,
+    exit_probabilities,
+    last_look,
+    pocock_spending,
+)
 from abconv.stats.planning import plan
 from abconv.stats.sequential import (
     DEFAULT_TUNING_VISITORS,
@@ -286,14 +292,19 @@ def planned_fractions(visitors_per_arm: int) -> list[float]:
     return [DAILY * (day + 1) / planned for day in range(DAYS)]
 
 
+def design(fractions: list[float]) -> LastLook:
+    """The analysis's design: Pocock-type spending, ``UPPER_ALPHA_SHARE`` of alpha above."""
+    return last_look(fractions, ALPHA, 0.0, pocock_spending, UPPER_ALPHA_SHARE)
+
+
 def first_crossing(treated: np.ndarray, control: np.ndarray) -> np.ndarray:
-    """+1 / -1 for the first crossing of the Pocock-type boundaries above / below, else 0."""
+    """+1 / -1 for the first crossing of the design's boundaries above / below, else 0."""
     n = DAILY * np.arange(1, DAYS + 1)
     pt, pc = treated / n, control / n
     variance = (pt * (1 - pt) + pc * (1 - pc)) / n
     z = np.divide(pt - pc, np.sqrt(variance), out=np.zeros_like(pt), where=variance > 0)
-    critical = np.array(spending_boundaries(planned_fractions(DAILY * DAYS), ALPHA))
-    crossed = np.abs(z) >= critical
+    bounds = design(planned_fractions(DAILY * DAYS))
+    crossed = (z >= np.array(bounds.boundaries)) | (z <= -np.array(bounds.lower))
     first = crossed.argmax(axis=1)
     sign = np.sign(z[np.arange(len(z)), first])
     result: np.ndarray = np.where(crossed.any(axis=1), sign, 0)
@@ -304,19 +315,21 @@ def first_crossing(treated: np.ndarray, control: np.ndarray) -> np.ndarray:
 def test_group_sequential_with_binomial_counts(runs: int) -> None:
     """A/A and power of the design on binomial counts match the Brownian-motion integration."""
     fractions = planned_fractions(DAILY * DAYS)
-    critical = spending_boundaries(fractions, ALPHA)
+    bounds = design(fractions)
     aa = first_crossing(*daily_conversions(runs, RATE))
     found = first_crossing(*daily_conversions(runs, RATE * (1 + LIFT)))
     se = math.sqrt(
         (RATE * (1 - RATE) + RATE * (1 + LIFT) * (1 - RATE * (1 + LIFT))) / (DAILY * DAYS)
     )
     drift = RATE * LIFT / se / math.sqrt(fractions[-1])  # E[Z] at the plan
-    integrated = sum(up for up, _ in exit_probabilities(fractions, critical, drift))
+    exits = exit_probabilities(fractions, bounds.boundaries, drift, bounds.lower)
+    integrated = sum(up for up, _ in exits)
     false_rate, power = float(np.mean(aa != 0)), float(np.mean(found > 0))
     print(
-        f"\ngroup-sequential (Pocock-type), {DAYS} daily looks ({runs:,}): A/A {false_rate:.4f} "
-        f"(spent {pocock_spending(fractions[-1], ALPHA):.4f}), power {power:.4f} "
-        f"(integration {integrated:.4f})"
+        f"\ngroup-sequential (Pocock-type, {UPPER_ALPHA_SHARE:.0%} of alpha above), {DAYS} daily "
+        f"looks ({runs:,}): A/A {false_rate:.4f} (above {np.mean(aa > 0):.4f}, below "
+        f"{np.mean(aa < 0):.4f}; spent {pocock_spending(fractions[-1], ALPHA):.4f}), "
+        f"power {power:.4f} (integration {integrated:.4f})"
     )
     slack = Z_FALSE_FAILURE * math.sqrt(0.25 / runs)
     assert false_rate <= pocock_spending(fractions[-1], ALPHA) + slack

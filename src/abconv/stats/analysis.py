@@ -119,7 +119,12 @@ def _sequential_design(parsed: AnalysisInput, experiment_plan: Plan) -> Sequenti
     looks = tuple(look for look in found if look is not None)
     if len(looks) != len(treatments):
         return SequentialDesign("confidence_sequence")
-    return SequentialDesign("group_sequential", group_sequential.DEFAULT_SPENDING, looks)
+    return SequentialDesign(
+        "group_sequential",
+        group_sequential.DEFAULT_SPENDING,
+        looks,
+        group_sequential.UPPER_ALPHA_SHARE,
+    )
 
 
 def _sequential_look(
@@ -152,7 +157,9 @@ def _sequential_look(
         Proportion(last.visitors[control], counts[control]),
     )
     spending = group_sequential.SPENDING[group_sequential.DEFAULT_SPENDING]
-    result = group_sequential.last_look(fractions, alpha, z, spending)
+    result = group_sequential.last_look(
+        fractions, alpha, z, spending, group_sequential.UPPER_ALPHA_SHARE
+    )
     return SequentialLook(
         parsed.variants[treatment].key,
         last.day.isoformat(),
@@ -162,6 +169,7 @@ def _sequential_look(
         result.boundary,
         result.p_value,
         closed,
+        result.lower_boundary,
     )
 
 
@@ -262,7 +270,9 @@ def _comparison(
         else _value_comparison(treatment_value, control_value, settings, tuning)
     )
     if look is not None:
-        abs_ci, lift_ci = _repeated_intervals(treatment, control, look.boundary)
+        abs_ci, lift_ci = _repeated_intervals(
+            treatment, control, look.boundary, look.lower_boundary
+        )
         p_value: float | None = look.p_value
     elif settings.method is Method.SEQUENTIAL:
         visitors = treatment.n + control.n
@@ -285,17 +295,23 @@ def _comparison(
 
 
 def _repeated_intervals(
-    treatment: Proportion, control: Proportion, boundary: float
+    treatment: Proportion, control: Proportion, upper: float, lower: float
 ) -> tuple[Interval | None, Interval | None]:
-    """Repeated confidence intervals at the look's critical value (Jennison & Turnbull
-    2000, chapter 9): they exclude 0 exactly when ``|z| >= boundary`` on these counts.
-    ``None`` when the design has nothing to spend at that look."""
+    """Repeated confidence intervals at the look's critical values (Jennison & Turnbull
+    2000, chapter 9): every difference (lift) whose test the design would not reject
+    there, ``[d - c_u se, d + c_l se]`` and Fieller's set between the ``T = c_u`` and
+    ``T = -c_l`` roots.  They lie above 0 exactly when ``z >= c_u`` on these counts,
+    below it exactly when ``z <= -c_l``.  ``None`` when a side has nothing to spend
+    at that look."""
     variance = (treatment.variance or 0.0) + (control.variance or 0.0)
-    if not math.isfinite(boundary) or treatment.n == 0 or control.n == 0:
+    if not (math.isfinite(upper) and math.isfinite(lower)) or treatment.n == 0 or control.n == 0:
         return None, None
     diff = (treatment.rate or 0.0) - (control.rate or 0.0)
-    half = boundary * math.sqrt(variance)
-    return (diff - half, diff + half), fieller_lift_interval(treatment, control, boundary**2)
+    se = math.sqrt(variance)
+    low_end = fieller_lift_interval(treatment, control, upper**2)
+    high_end = fieller_lift_interval(treatment, control, lower**2)
+    lift_ci = None if low_end is None or high_end is None else (low_end[0], high_end[1])
+    return (diff - upper * se, diff + lower * se), lift_ci
 
 
 def _sequential(

@@ -28,7 +28,8 @@ Checks run in this order; the first that applies decides.
    * ``sequential`` with daily looks (:mod:`abconv.stats.group_sequential`):
      a treatment wins when its statistic crossed the upper boundary at the
      last look (largest difference first); the control wins when every
-     treatment crossed the lower one.  ``no_difference`` once the repeated
+     treatment crossed the lower one (the two sides spend ``UPPER_ALPHA_SHARE``
+     and the rest of ``alpha``).  ``no_difference`` once the repeated
      confidence intervals of every lift lie inside ``(-mde, +mde)``, or
      when the look that reached the plan crossed nothing (the design is over).
 
@@ -292,7 +293,7 @@ def _group_sequential(
         return Win(
             control,
             f"every other variant converts worse on {primary.key} "
-            f"(beyond the group-sequential boundary on {worse[0].day}).",
+            f"(beyond the group-sequential lower boundary on {worse[0].day}).",
         )
     if tested and all(look.closed for _, _, look in tested):
         day = tested[0][2].day
@@ -312,7 +313,8 @@ def _group_sequential(
     if not tested:
         return _keep_running(f"Keep running: no variant can be compared on {primary.key} yet.")
     lead = max(tested, key=lambda row: abs(row[2].z))[2]
-    boundary = f"{lead.boundary:.2f}" if math.isfinite(lead.boundary) else "none left"
+    side = lead.boundary if lead.z >= 0.0 else -lead.lower_boundary
+    boundary = f"{side:.2f}" if math.isfinite(side) else "none left"
     return _keep_running(
         f"Keep running: no difference on {primary.key} beyond the group-sequential boundary "
         f"yet ('{lead.variant}': z {lead.z:.2f}, boundary {boundary} on {lead.day}, "

@@ -125,9 +125,11 @@ class Decision:
 class SequentialLook:
     """A treatment's group-sequential test on the primary goal at the look that counts.
 
-    ``z`` is the Wald statistic of the difference there, ``boundary`` the
-    critical value the design gives that look, ``fraction`` its information
-    fraction (of the plan), ``p_value`` the design's (stage-wise) p-value.
+    ``z`` is the Wald statistic of the difference there, ``boundary`` and
+    ``lower_boundary`` the upper and lower critical values the design gives
+    that look (the treatment wins at ``z >= boundary``, the control at ``z <=
+    -lower_boundary``), ``fraction`` its information fraction (of the plan),
+    ``p_value`` the design's (stage-wise) p-value.
     ``closed``: the experiment has outrun its plan and this is the look that
     reached it (the verdict that stands).
     """
@@ -140,13 +142,14 @@ class SequentialLook:
     boundary: float
     p_value: float
     closed: bool
+    lower_boundary: float
 
     @property
     def crossed(self) -> int:
         """``1`` above the upper boundary, ``-1`` below the lower one, else ``0``."""
         if self.z >= self.boundary:
             return 1
-        return -1 if self.z <= -self.boundary else 0
+        return -1 if self.z <= -self.lower_boundary else 0
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,15 @@ class SequentialDesign:
 
     ``design`` is ``"group_sequential"`` (daily looks in the input and a
     plan) or ``"confidence_sequence"``; ``spending`` names the spending
-    function of a group-sequential design, and ``looks`` holds its test of
-    each treatment.
+    function of a group-sequential design, ``upper_alpha_share`` the share of
+    ``alpha`` it spends on "the treatment wins", and ``looks`` holds its test
+    of each treatment.
     """
 
     design: str
     spending: str | None = None
     looks: tuple[SequentialLook, ...] = ()
+    upper_alpha_share: float | None = None
 
     def look(self, variant: str) -> SequentialLook | None:
         return next((look for look in self.looks if look.variant == variant), None)
@@ -205,6 +210,7 @@ def _sequential(design: SequentialDesign) -> dict[str, Any]:
     return {
         "design": design.design,
         "spending": design.spending,
+        "upper_alpha_share": _number(design.upper_alpha_share),
         "looks": [
             {
                 "variant": look.variant,
@@ -213,6 +219,7 @@ def _sequential(design: SequentialDesign) -> dict[str, Any]:
                 "information_fraction": _number(look.fraction),
                 "z": _number(look.z),
                 "boundary": _number(look.boundary),
+                "lower_boundary": _number(look.lower_boundary),
                 "closed": look.closed,
             }
             for look in design.looks
