@@ -1,7 +1,7 @@
 """The decision rules hold up under daily looks (issue 14), in a simulation with a known truth.
 
 The default run reads ``DEFAULT_EXPERIMENTS`` experiments per scenario and
-method (two to three minutes on two busy cores); ``pytest -m slow`` adds the larger
+method (under a minute on two idle cores); ``pytest -m slow`` adds the larger
 run behind the README's table (``FULL_EXPERIMENTS``).  Run with ``-s`` to see the table.
 ``sequential`` reads the daily looks, so it is the group-sequential design
 (:mod:`abconv.stats.group_sequential`).
@@ -20,7 +20,7 @@ from scipy import stats
 
 from tests.decision_simulation import METHODS, SCENARIOS, Outcome, run_all, table
 
-DEFAULT_EXPERIMENTS = 150
+DEFAULT_EXPERIMENTS = 100
 FULL_EXPERIMENTS = 2000
 FALSE_FAILURE = 0.001
 
@@ -68,10 +68,12 @@ def test_every_figure_holds_in_the_default_run(default_run: dict[tuple[str, str]
 
 
 def test_the_tolerance_fails_a_rule_clearly_over_its_bound() -> None:
-    """The check is not vacuous: 12 % against a 5 % bound fails at 150 experiments."""
-    outcome = Outcome(("treatment",) * 18 + (None,) * 132, (1,) * 18 + (None,) * 132)
+    """The check is not vacuous: 15 % against a 5 % bound fails at the default size."""
+    hits = DEFAULT_EXPERIMENTS * 15 // 100
+    misses = DEFAULT_EXPERIMENTS - hits
+    outcome = Outcome(("treatment",) * hits + (None,) * misses, (1,) * hits + (None,) * misses)
     assert not within(outcome, "treatment_shipped", ("<=", 0.05))
-    assert within(outcome, "treatment_shipped", ("<=", 0.15))
+    assert within(outcome, "treatment_shipped", ("<=", 0.25))
 
 
 @pytest.mark.slow
