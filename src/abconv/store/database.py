@@ -149,7 +149,7 @@ class Store:
         with _overflow_as_value_error(experiment or "any"):
             return self.events.rollups.rebuild(experiment, caps)
 
-    # -- scans of the events (kept until every reader uses result_counts) ----
+    # -- scans of the raw events: a reference for tests and tools; results read rollups --
 
     def count_rows(self, table: str, experiment: str | None = None) -> int:
         """Rows in ``exposure`` or ``conversion``, optionally of one experiment."""
