@@ -23,6 +23,7 @@ experiment files from the registry at scrape time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -65,6 +66,17 @@ class Metrics:
         )  # fmt: skip
         self.files = ExperimentFiles(experiments)
         self.registry.register(self.files)
+        # The labelled children met so far: ``labels()`` checks and locks on each
+        # call, and the label values come from closed sets, so these stay small.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per process."""
+        key = (metric, *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def exposition(self) -> bytes:
         """The text a scrape gets: every worker's counts in multiprocess mode."""
@@ -76,7 +88,7 @@ class Metrics:
         return generate_latest(registry)
 
     def exposures_recorded(self, count: int) -> None:
-        self.events.labels("exposure", "recorded").inc(count)
+        self.child(self.events, "exposure", "recorded").inc(count)
 
 
 class ExperimentFiles:
@@ -117,7 +129,7 @@ def count_error(code: str) -> None:
     Never fails: an error must be answered even by an app without metrics."""
     metrics = current_app.extensions.get("metrics")
     if metrics is not None:
-        metrics.errors.labels(endpoint_name(), code).inc()
+        metrics.child(metrics.errors, endpoint_name(), code).inc()
 
 
 def _metrics() -> Metrics:
@@ -130,12 +142,16 @@ def _scrape() -> Response:
 
 def _observe(response: Response) -> Response:
     metrics, endpoint = _metrics(), endpoint_name()
-    metrics.requests.labels(endpoint, str(response.status_code)).inc()
+    metrics.child(metrics.requests, endpoint, str(response.status_code)).inc()
     seconds = request_seconds()
     if seconds is not None:
-        metrics.latency.labels(endpoint).observe(seconds)
+        metrics.child(metrics.latency, endpoint).observe(seconds)
     if response.status_code == 200 and endpoint in ("api.convert", "api.events"):
-        _count_events(metrics, endpoint, response.get_json(silent=True))
+        try:  # a jsonify reply: its bytes, without get_json's checks of the mimetype
+            reply = json.loads(response.get_data())
+        except ValueError:
+            reply = None
+        _count_events(metrics, endpoint, reply)
     return response
 
 
@@ -143,16 +159,17 @@ def _count_events(metrics: Metrics, endpoint: str, reply: Any) -> None:
     """Stored and duplicate rows, as the reply of ``endpoint`` tells them."""
     if not isinstance(reply, dict):
         return
-    conversions = metrics.events.labels("conversion", "recorded")
+    conversions = metrics.child(metrics.events, "conversion", "recorded")
+    duplicates = metrics.child(metrics.events, "conversion", "duplicate")
     if endpoint == "api.convert":
         rows = len(reply.get("recorded") or [])
         if reply.get("duplicate"):
-            metrics.events.labels("conversion", "duplicate").inc(max(rows, 1))
+            duplicates.inc(max(rows, 1))
         else:
             conversions.inc(rows)
         return
     exposures = reply.get("exposures") or {}
     batch = reply.get("conversions") or {}
-    metrics.events.labels("exposure", "recorded").inc(exposures.get("recorded", 0))
+    metrics.exposures_recorded(exposures.get("recorded", 0))
     conversions.inc(batch.get("recorded", 0))
-    metrics.events.labels("conversion", "duplicate").inc(batch.get("duplicates", 0))
+    duplicates.inc(batch.get("duplicates", 0))
