@@ -15,13 +15,13 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from run import start as start_gunicorn
 
 ROOT = Path(__file__).parents[1]
 # Every request a new visitor id, for the bare route too, so both pay the
@@ -52,27 +52,9 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start(target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:gunicorn_settings",
-         "-b", f"127.0.0.1:{port}", target],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(base + "/healthz" if "wsgi" in target else base + "/bare")
-            return process, base
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{target} did not start")
+    """gunicorn under ``abconv serve``'s settings, as ``bench/run.py`` starts it."""
+    return start_gunicorn(target, env, "/healthz" if "wsgi" in target else "/bare")
 
 
 def wrk(url: str, seconds: int, script: str | None = None) -> float:
