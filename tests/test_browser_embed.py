@@ -194,14 +194,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             process.wait(timeout=30)
 
 
-def results(world: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per goal, the variants of the results document by key."""
+def results_document(world: dict[str, Any], experiment: str = "hero") -> dict[str, Any]:
+    """The results document of ``experiment``, read through the API with the admin bearer."""
     req = urllib.request.Request(
-        world["server"] + "/api/experiments/hero/results",
+        world["server"] + f"/api/experiments/{experiment}/results",
         headers={"Authorization": f"Bearer {PASSWORD}"},
     )
     with urllib.request.urlopen(req, timeout=30) as reply:
-        document = json.loads(reply.read())
+        document: dict[str, Any] = json.loads(reply.read())
+    return document
+
+
+def results(world: dict[str, Any], experiment: str = "hero") -> dict[str, dict[str, Any]]:
+    """Per goal, the variants of the results document by key."""
+    document = results_document(world, experiment)
     return {goal["key"]: {v["key"]: v for v in goal["variants"]} for goal in document["goals"]}
 
 
@@ -325,12 +331,7 @@ def test_consent_wait_records_nothing_and_sets_no_cookie_until_granted(
 
 def bounces(world: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Per variant, (visitors, bounces) of the results document's ``bounce``."""
-    req = urllib.request.Request(
-        world["server"] + "/api/experiments/hero/results",
-        headers={"Authorization": f"Bearer {PASSWORD}"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as reply:
-        bounce = json.loads(reply.read())["bounce"]
+    bounce = results_document(world)["bounce"]
     return {v["key"]: (v["visitors"], v["bounces"]) for v in bounce["variants"]}
 
 
@@ -363,13 +364,8 @@ def test_a_landing_page_reports_engagement_for_its_experiment(world: dict[str, A
     visitor = next(f"lp-{n}" for n in range(100) if in_traffic("pricing-page", f"lp-{n}", 0.5))
 
     def engaged() -> int:
-        req = urllib.request.Request(
-            world["server"] + "/api/experiments/pricing-page/results",
-            headers={"Authorization": f"Bearer {PASSWORD}"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as reply:
-            goal = next(g for g in json.loads(reply.read())["goals"] if g["key"] == "engaged")
-        return sum(int(v["conversions"]) for v in goal["variants"])
+        variants = results(world, "pricing-page")["engaged"].values()
+        return sum(int(v["conversions"]) for v in variants)
 
     before = engaged()
     context = world["browser"].new_context(user_agent=USER_AGENT)
@@ -477,13 +473,8 @@ def test_the_demo_shop_runs_the_whole_loop(world: dict[str, Any]) -> None:
     page.click("text=Buy now for $49")
 
     def purchases() -> float:
-        req = urllib.request.Request(
-            world["server"] + "/api/experiments/homepage-cta/results",
-            headers={"Authorization": f"Bearer {PASSWORD}"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as reply:
-            goal = next(g for g in json.loads(reply.read())["goals"] if g["key"] == "purchase")
-        return float(sum(v["value"]["sum"] for v in goal["variants"]))
+        variants = results(world, "homepage-cta")["purchase"].values()
+        return float(sum(v["value"]["sum"] for v in variants))
 
     eventually(lambda: purchases() == 49.0, "the demo purchase recorded")
     page.screenshot(path=str(ARTIFACTS / "demo-after-purchase.png"), full_page=True)

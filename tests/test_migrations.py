@@ -15,6 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from abconv import create_app
@@ -210,16 +211,21 @@ def test_abconv_db_upgrade_creates_a_new_database(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.output == f"database created at {schema.head()}\n"
 
 
+def at_0002_with_old_rows(conn: Connection) -> None:
+    """Migrate to revision 0002 (the release before rollups) and insert the old rows."""
+    command.upgrade(schema._config(conn), "0002")
+    for statement in filter(str.strip, OLD_SCHEMA.split(";")):
+        if statement.strip().startswith("INSERT"):
+            conn.exec_driver_sql(statement)
+
+
 def test_a_database_at_0002_with_rows_gets_its_rollups_built(database_url: str) -> None:
     """The release before rollups (revision 0002): its events are kept, and the
     upgrade builds the rollups from them, as a rebuild would."""
     store = Store(database_url)
     try:
         with store._migrating() as conn:
-            command.upgrade(schema._config(conn), "0002")
-            for statement in filter(str.strip, OLD_SCHEMA.split(";")):
-                if statement.strip().startswith("INSERT"):
-                    conn.exec_driver_sql(statement)
+            at_0002_with_old_rows(conn)
             conn.exec_driver_sql(
                 "INSERT INTO conversion (experiment, variant, visitor, goal, kind, value, "
                 "event_id, created_at) VALUES ('shop', 'guide', 'alice', 'newsletter', 'soft', "
@@ -253,10 +259,7 @@ def test_a_database_at_0003_with_rows_upgrades_to_0004_losing_nothing(database_u
     store = Store(database_url)
     try:
         with store._migrating() as conn:
-            command.upgrade(schema._config(conn), "0002")
-            for statement in filter(str.strip, OLD_SCHEMA.split(";")):
-                if statement.strip().startswith("INSERT"):
-                    conn.exec_driver_sql(statement)
+            at_0002_with_old_rows(conn)
             command.upgrade(schema._config(conn), "0003")  # builds the rollups from the rows
         before, rollups = all_rows(store), rollup_rows(store)
         assert rollups["rollup_exposure"] and rollups["rollup_goal"]
