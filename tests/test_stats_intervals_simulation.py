@@ -212,13 +212,17 @@ def planned_tuning(visitors: int, control_conversions: int) -> int:
     return tuning_visitors(needed.visitors_needed_per_variant)
 
 
+def significant_shares(treated: np.ndarray, control: np.ndarray) -> tuple[float, float]:
+    """Shares of experiments significant at some look: plan-tuned, and tuned at 5,000."""
+    planned = first_significant_day(treated, control, planned_tuning)
+    default = first_significant_day(treated, control, lambda *_: DEFAULT_TUNING_VISITORS)
+    return float(np.mean(planned > 0)), float(np.mean(default > 0))
+
+
 @pytest.mark.parametrize("runs", sizes(4000, 40_000))
 def test_sequential_aa_with_daily_looks_keeps_alpha(runs: int) -> None:
     treated, control = daily_conversions(runs, RATE)
-    rate = float(np.mean(first_significant_day(treated, control, planned_tuning) > 0))
-    default = float(
-        np.mean(first_significant_day(treated, control, lambda *_: DEFAULT_TUNING_VISITORS) > 0)
-    )
+    rate, default = significant_shares(treated, control)
     print(
         f"\nsequential A/A, {DAYS} daily looks: significant in {rate:.4f} plan-tuned, "
         f"{default:.4f} tuned at 5,000 ({runs:,})"
@@ -229,10 +233,7 @@ def test_sequential_aa_with_daily_looks_keeps_alpha(runs: int) -> None:
 @pytest.mark.parametrize("runs", sizes(4000, 40_000))
 def test_sequential_power_for_a_true_lift(runs: int) -> None:
     treated, control = daily_conversions(runs, RATE * (1 + LIFT))
-    planned = float(np.mean(first_significant_day(treated, control, planned_tuning) > 0))
-    default = float(
-        np.mean(first_significant_day(treated, control, lambda *_: DEFAULT_TUNING_VISITORS) > 0)
-    )
+    planned, default = significant_shares(treated, control)
     print(
         f"\nsequential power, +{LIFT:.0%} on {RATE:.0%}, by day {DAYS}: "
         f"plan-tuned {planned:.4f}, tuned at 5,000 {default:.4f} ({runs:,})"
