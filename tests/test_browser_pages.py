@@ -30,6 +30,7 @@ from abconv.web import pages
 from tests.conftest import ADMIN_PASSWORD
 from tests.full_results import full_document
 from tests.test_concurrency import ROOT, free_port, request, start_gunicorn, stop_gunicorn
+from tests.test_layers import write_layered
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -163,4 +164,26 @@ def test_every_chart_has_one_series_per_variant(browser: Any, full_server: str, 
     assert not page.locator(".view-switch").is_visible()
     assert page.locator("svg.chart-timeline").is_visible()
     page.screenshot(path=str(ARTIFACTS / f"results-full-print-{width}.png"), full_page=True)
+    page.context.close()
+
+
+@pytest.fixture
+def layered_dir(experiments_dir: Path) -> Path:
+    """``shop`` and ``hero`` share the layer "homepage": half and 30 %."""
+    write_layered(experiments_dir, "shop", 1, 0.5)
+    write_layered(experiments_dir, "hero", 2, 0.3)
+    return experiments_dir
+
+
+def test_the_layer_is_shown_and_links_to_its_other_experiment(
+    browser: Any, layered_dir: Path, full_server: str
+) -> None:
+    page = read_at(browser, f"{full_server}/experiments/shop", 1280, "results-layer")
+    layer = page.locator("#layer")
+    assert layer.is_visible()
+    text = " ".join(layer.inner_text().split())
+    assert "Layer “homepage”" in text and "50 % here · 30 % in hero · 20 % in none" in text
+    layer.get_by_role("link", name="hero").click()
+    page.wait_for_url(f"{full_server}/experiments/hero")
+    assert "30 % here" in page.locator("#layer").inner_text()
     page.context.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,33 @@ def test_a_leader_is_said_with_its_p_value_in_the_frequentist_view() -> None:
 )  # fmt: skip
 def test_only_page_urls_become_links(url: str | None, link: str | None) -> None:
     assert safe_link(url) == link
+
+
+def test_a_layered_experiment_shows_how_its_layer_is_split(
+    app: Flask, client: FlaskClient, experiments_dir: Path
+) -> None:
+    from tests.test_layers_api import put
+
+    put(app, experiments_dir, "shop", 1, 0.5)
+    put(app, experiments_dir, "hero", 2, 0.3)
+    layer = layer_line(page_of(client, "/experiments/shop"))
+    assert layer == (
+        "Layer “homepage”: a visitor is in at most one of its experiments. "
+        "50 % here · 30 % in hero · 20 % in none"
+    )
+    assert layer_line(page_of(client, "/experiments/hero")).endswith(
+        "50 % in shop · 30 % here · 20 % in none"
+    )
+
+
+def test_an_experiment_in_no_layer_shows_none(client: FlaskClient) -> None:
+    assert layer_line(page_of(client, "/experiments/shop")) is None
+
+
+def layer_line(page: str) -> str | None:
+    """The text of the page's layer paragraph, spaces collapsed."""
+    start = page.find('<p class="layer"')
+    if start < 0:
+        return None
+    body = page[page.index(">", start) + 1 : page.index("</p>", start)]
+    return " ".join(re.sub(r"<[^>]+>", "", body).split())

@@ -17,6 +17,7 @@ from flask import Blueprint, render_template, request
 
 from abconv.errors import AbconvError
 from abconv.experiments import Experiment, ExperimentRegistry
+from abconv.experiments.layers import Layer
 from abconv.results.excluded import REASONS
 from abconv.web import charts, verdict
 from abconv.web.api import results_of, services
@@ -24,6 +25,16 @@ from abconv.web.auth import admin_required
 
 bp = Blueprint("pages", __name__)
 SAFE_LINK_STARTS = ("https://", "http://", "/")
+
+
+@dataclass(frozen=True)
+class LayerPart:
+    """A slice of a layer's visitors on the results page: an experiment's
+    share (``key`` None: the visitors in none of them)."""
+
+    key: str | None
+    share: float
+    shown: bool  # the experiment whose page this is
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,21 @@ def results(key: str) -> str:
             (reason, requests, REASONS[reason])
             for reason, requests in (document.get("excluded") or {}).items()
         ],
+        layer=experiment.layer and services().experiments.layer(experiment.layer),
+        layer_parts=experiment.layer
+        and layer_parts(services().experiments.layer(experiment.layer), key),
     )
+
+
+def layer_parts(layer: Layer, shown: str) -> list[LayerPart]:
+    """How ``layer``'s visitors are split, in slot order, with the free rest
+    last; an experiment refused a share (its file disagrees) gets 0."""
+    ranges = {share.experiment: share.end - share.start for share in layer.shares}
+    parts = [LayerPart(key, ranges.get(key, 0.0), key == shown) for key in layer.members]
+    free = 1.0 - sum(ranges.values())
+    if free > 1e-9:
+        parts.append(LayerPart(None, free, False))
+    return parts
 
 
 def _timeline(document: dict[str, Any]) -> charts.Timeline | None:
