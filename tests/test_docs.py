@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from abconv import create_app
+from abconv.analysis_settings import ANALYSIS_DEFAULTS
 from abconv.cli import cli
+from abconv.experiments.rules import GOAL_FIELDS, TOP_LEVEL_FIELDS, VARIANT_FIELDS
 from abconv.web.errors import HTTP_CODES
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
+OPENAPI = ROOT / "src" / "abconv" / "web" / "openapi.json"
 SOURCE = "\n".join(p.read_text() for p in (ROOT / "src" / "abconv").rglob("*.py"))
 
 
@@ -68,3 +73,48 @@ def test_readme_admin_examples_send_the_password() -> None:
     admin = [line for line in lines if "curl" in line and re.search(r"/api/(events|exp)", line)]
     assert len(admin) >= 2
     assert [line for line in admin if " -u " not in line and "Bearer" not in line] == []
+
+
+def readme_section(heading: str) -> str:
+    """The README from ``heading`` (a whole line) to the next heading of its level."""
+    level = heading.split(" ")[0]
+    start = README.index(f"\n{heading}\n")
+    end = README.find(f"\n{level} ", start + len(heading) + 2)
+    return README[start : end if end > 0 else len(README)]
+
+
+def test_readme_documents_every_experiment_file_field() -> None:
+    fields = {*TOP_LEVEL_FIELDS, *VARIANT_FIELDS, *GOAL_FIELDS, *ANALYSIS_DEFAULTS}
+    section = readme_section("## Experiment files")
+    assert sorted(f for f in fields if f"`{f}`" not in section and f"`{f} =" not in section) == []
+
+
+def properties_under(schema: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
+    """Every property name reachable from ``schema`` in the OpenAPI document."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref not in seen:
+                seen.add(ref)
+                todo.append(schemas[ref.rsplit("/", 1)[1]])
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                found.update(properties)
+            todo.extend(v for k, v in node.items() if k != "$ref")
+    return found
+
+
+def test_readme_documents_every_results_document_field() -> None:
+    schemas = json.loads(OPENAPI.read_text())["components"]["schemas"]
+    fields = properties_under(schemas["Results"], schemas)
+    assert len(fields) > 40
+    section = readme_section("## Analysis")
+    paths = re.findall(r"`([\w.\[\]]+)`", section)  # `value.per_visitor_ci`, `looks[]`
+    named = {part.removesuffix("[]") for path in paths for part in path.split(".")}
+    assert sorted(fields - named) == []
