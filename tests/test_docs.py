@@ -13,6 +13,7 @@ from abconv import create_app
 from abconv.analysis_settings import ANALYSIS_DEFAULTS
 from abconv.cli import cli
 from abconv.experiments.rules import GOAL_FIELDS, TOP_LEVEL_FIELDS, VARIANT_FIELDS
+from abconv.results.csv_export import CSV_COLUMNS
 from abconv.web.errors import HTTP_CODES
 
 ROOT = Path(__file__).parents[1]
@@ -118,3 +119,8 @@ def test_readme_documents_every_results_document_field() -> None:
     paths = re.findall(r"`([\w.\[\]]+)`", section)  # `value.per_visitor_ci`, `looks[]`
     named = {part.removesuffix("[]") for path in paths for part in path.split(".")}
     assert sorted(fields - named) == []
+
+
+def test_readme_documents_every_csv_column() -> None:
+    section = readme_section("#### The CSV")
+    assert sorted(c for c in CSV_COLUMNS if f"`{c}`" not in section) == []
