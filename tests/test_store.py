@@ -47,6 +47,8 @@ def test_a_returning_visitor_costs_no_write(app: Flask, environ: dict[str, str])
     client = app.test_client()
     store = app.extensions["abconv"].store
     url = "/api/assign?visitor=alice&experiment=shop"
+    # The experiment's phase: looked up once per process and version of its file.
+    client.get("/api/assign?visitor=bob&experiment=shop")
     with statements(store) as first:
         client.get(url)
     # The exposure, then its day's rollup; on PostgreSQL one statement does both.

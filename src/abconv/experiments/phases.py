@@ -66,3 +66,13 @@ def as_in_phase(experiment: Experiment, phase: Definition) -> Experiment:
         winner=experiment.winner if experiment.winner in keys else None,
         fallback=experiment.fallback if experiment.fallback in keys else None,
     )
+
+
+def edit_warning(experiment: Experiment, latest: int, ran_with: Definition) -> str | None:
+    """What ``abconv check`` says of a file whose definition differs from the
+    latest stored phase (number ``latest``, ``ran_with``); None when it does not."""
+    said = changes(ran_with, definition(experiment))
+    if not said:
+        return None
+    name = experiment.path.rsplit("/", 1)[-1]
+    return f"{name}: {', '.join(said)} starts phase {latest + 1} when loaded"
