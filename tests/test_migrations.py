@@ -268,7 +268,8 @@ INSERT INTO rollup_exposure (experiment, variant, day, visitors) VALUES
     ('other', 'a', '2026-02-03', 1);
 INSERT INTO rollup_goal (experiment, variant, goal, kind, converting, events, value_sum,
     value_sum_squares, value_sum_cubes, capped_visitors)
-    VALUES ('shop', 'guide', 'purchase', 'hard', 1, 1, 49.9, 2490.0099999999998, 124251.49899999998, 0);
+    VALUES ('shop', 'guide', 'purchase', 'hard', 1, 1, 49.9, 2490.0099999999998,
+            124251.49899999998, 0);
 INSERT INTO rollup_goal_day (experiment, variant, goal, day, converting, events)
     VALUES ('shop', 'guide', 'purchase', '2026-01-01', 1, 1);
 INSERT INTO rollup_visitor_goal (experiment, visitor, goal, variant, kind, first_at, last_at,
@@ -311,9 +312,7 @@ def test_a_database_at_0004_with_rows_gets_phase_1_losing_nothing(
         definition = {"traffic": 1.0, "variants": [{"key": "guide", "weight": 1.0},
                                                    {"key": "trial", "weight": 1.0}]}  # fmt: skip
         assert store.current_phase("shop", definition).number == 1
-        assert store.phases_of("shop") == [
-            StoredPhase(1, datetime(2026, 1, 1, 10), definition)
-        ]
+        assert store.phases_of("shop") == [StoredPhase(1, datetime(2026, 1, 1, 10), definition)]
     finally:
         store.dispose()
 

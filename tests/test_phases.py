@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from scipy import stats
 
 from abconv import create_app
+from abconv.cli import cli
 from abconv.store import Store
 from tests.conftest import admin_client, assert_error, experiment_toml, write_experiment
 
@@ -103,10 +105,11 @@ def test_a_weight_change_starts_phase_2_and_results_are_per_phase(
     # The CSV picks a phase too.
     reply = client.get("/api/experiments/shop/results.csv?phase=1")
     rows = [r for r in csv.DictReader(io.StringIO(reply.get_data(as_text=True)))]
-    assert {r["variant"]: int(r["visitors"]) for r in rows
-            if r["row"] == "goal" and r["goal"] == "purchase"} == (
-        visitors(before)
-    )
+    assert {
+        r["variant"]: int(r["visitors"])
+        for r in rows
+        if r["row"] == "goal" and r["goal"] == "purchase"
+    } == (visitors(before))
     # Every look of a phase starts on or after its start.
     for document in (before, current):
         days = [look["day"] for look in document["timeline"]["days"]]
@@ -123,13 +126,11 @@ def test_an_unknown_phase_is_a_404_naming_the_phases(client: FlaskClient, asked:
         assert "(it has 1)" in body["message"]
 
 
-def test_other_edits_start_no_phase(
-    app: Flask, client: FlaskClient, experiments_dir: Path
-) -> None:
+def test_other_edits_start_no_phase(app: Flask, client: FlaskClient, experiments_dir: Path) -> None:
     assign(client, "alice")
     edited = experiment_toml().replace('name = "Shop CTA"', 'name = "Shop, renamed"')
     edited = edited.replace('"Start free trial"', '"Try it free"')
-    edited += '\n[analysis]\nalpha = 0.1\n'
+    edited += "\n[analysis]\nalpha = 0.1\n"
     rewrite(experiments_dir / "shop.toml", edited)
     reload(app)
     assign(client, "bob")
@@ -215,3 +216,43 @@ def test_servers_starting_a_phase_at_once_make_one(database_url: str) -> None:
     finally:
         for store in stores:
             store.dispose()
+
+
+def check(environ: dict[str, str]) -> Any:
+    return CliRunner().invoke(cli, ["check"], env=environ)
+
+
+def test_check_warns_of_an_edit_that_would_start_a_phase(
+    client: FlaskClient, environ: dict[str, str], experiments_dir: Path
+) -> None:
+    assign(client, "alice")  # phase 1, weights 1/1
+    write_experiment(experiments_dir, weight_trial=7, weight_guide=3, traffic=0.5)
+    result = check(environ)
+    assert result.exit_code == 0, result.output
+    assert "warning: shop.toml: weights 50/50 -> 70/30, traffic 1 -> 0.5 starts phase 2 " \
+        "when loaded" in result.output  # fmt: skip
+    rewrite(experiments_dir / "shop.toml", THREE_ARMS)
+    assert "variants trial, guide -> trial, guide, video starts phase 2" in check(environ).output
+    rewrite(experiments_dir / "shop.toml", experiment_toml().replace("Shop CTA", "Shop"))
+    result = check(environ)
+    assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_check_says_when_it_cannot_compare(tmp_path: Path, experiments_dir: Path) -> None:
+    environ = {
+        "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
+        "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'none.sqlite3'}",
+    }
+    result = check(environ)
+    assert result.exit_code == 0
+    assert "warning: cannot compare with the stored phases: no database at" in result.output
+    assert not (tmp_path / "none.sqlite3").exists()
+
+
+def test_check_refuses_a_fallback_that_names_no_variant(experiments_dir: Path) -> None:
+    rewrite(experiments_dir / "shop.toml", 'fallback = "video"\n' + experiment_toml())
+    result = CliRunner().invoke(cli, ["check", str(experiments_dir)])
+    assert result.exit_code == 1
+    assert f'{experiments_dir / "shop.toml"}:1: fallback "video" names no variant' in (
+        result.output
+    )

@@ -205,7 +205,7 @@ def _phase_warnings(experiments: list[Experiment]) -> list[str]:
     from abconv.config import load_config
     from abconv.errors import AbconvError
     from abconv.experiments.phases import edit_warning
-    from abconv.store import UNAVAILABLE, Store
+    from abconv.store import Store
     from abconv.store.sqlite import database_path
 
     try:
@@ -215,15 +215,15 @@ def _phase_warnings(experiments: list[Experiment]) -> list[str]:
     if url.startswith("sqlite") and not Path(database_path(url) or "-").is_file():
         return [f"cannot compare with the stored phases: no database at {_safe_url(url)}"]
     store = Store(url)
-    warnings = []
+    warnings: list[str] = []
     try:
         for experiment in sorted(experiments, key=lambda e: e.key):
             stored = store.phases_of(experiment.key)
-            if stored and stored[-1].definition is not None:
-                latest = stored[-1]
+            latest = stored[-1] if stored else None
+            if latest is not None and latest.definition is not None:
                 said = edit_warning(experiment, latest.number, latest.definition)
                 warnings.extend([said] if said else [])
-    except (SQLAlchemyError, *UNAVAILABLE) as error:
+    except SQLAlchemyError as error:  # unreachable, or a schema without phases
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         return [f"cannot compare with the stored phases of {_safe_url(url)}: {reason}"]
     finally:

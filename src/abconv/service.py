@@ -6,9 +6,10 @@ Routes and the CLI call these; they take plain values, raise
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +63,7 @@ class Services:
     # Told how many exposures an assignment stored, for /metrics (the reply
     # cannot say which enrolments are new).
     exposures_recorded: Callable[[int], None] = lambda count: None
-    phases: CurrentPhases = field(init=False)
+    phases: CurrentPhases = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", CurrentPhases(self.store))

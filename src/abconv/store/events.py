@@ -180,7 +180,7 @@ class Events:
             return {}
         at = at or utcnow()
         phases = phases or {}
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at,
              "phase": phases.get(key, 1)}
             for key, variant in variants.items()
@@ -198,8 +198,10 @@ class Events:
         if inserted == len(rows):
             self.exposure_cache.put(
                 visitor,
-                [StoredExposure(key, row["variant"], at, row["phase"])
-                 for key, row in zip(variants, rows, strict=True)],  # fmt: skip
+                [
+                    StoredExposure(key, row["variant"], at, row["phase"])
+                    for key, row in zip(variants, rows, strict=True)
+                ],  # fmt: skip
             )
             return dict(variants)
         stored = self.exposures_of(visitor, list(variants))

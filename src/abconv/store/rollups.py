@@ -264,10 +264,14 @@ class _Batch:
             "experiment": row.experiment, "visitor": row.visitor, "variant": row.variant,
             "phase": row.phase, **{n: getattr(after, n) for n in _STATE_FIELDS},
         }  # fmt: skip
-        scope = {"experiment": row.experiment, "variant": row.variant, "phase": row.phase}
+        scope: dict[str, Any] = {
+            "experiment": row.experiment, "variant": row.variant, "phase": row.phase,
+        }  # fmt: skip
         cap = self.caps.get((row.experiment, row.goal))
         goal = _goal_delta(before, after, cap)
-        self._merge(self.goals, (row.experiment, row.variant, row.goal, row.phase), scope, goal, _GOAL_SUMS)
+        self._merge(
+            self.goals, (row.experiment, row.variant, row.goal, row.phase), scope, goal, _GOAL_SUMS
+        )
         for day, (converting, events) in _day_deltas(before, after, row.created_at.date()).items():
             self._merge(
                 self.days, (row.experiment, row.variant, row.goal, row.phase, day), scope,
@@ -286,7 +290,7 @@ class _Batch:
     def _merge(
         into: dict[tuple[Any, ...], dict[str, Any]],
         key: tuple[Any, ...],
-        scope: dict[str, str],
+        scope: dict[str, Any],
         delta: dict[str, Any],
         counters: tuple[str, ...],
     ) -> None:

@@ -31,9 +31,7 @@ from abconv.store.tables import (
     ROLLUP_VISITOR_GOAL,
 )
 
-SELECT_EXPOSURES = (
-    "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = ?"
-)
+SELECT_EXPOSURES = "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = ?"
 INSERT_EXPOSURE = (
     "INSERT INTO exposure (experiment, visitor, variant, created_at, phase) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"

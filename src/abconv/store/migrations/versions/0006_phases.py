@@ -73,7 +73,7 @@ def _rekey(table: str, key: list[str]) -> None:
             nullable=column.nullable,
             primary_key=column.name in key,
             autoincrement=False,
-            server_default=None if column.server_default is None else column.server_default.arg,
+            server_default=_default(column),
         )
         for column in old.columns
         if column.name != "phase"
@@ -85,6 +85,15 @@ def _rekey(table: str, key: list[str]) -> None:
                                             autoincrement=False))  # fmt: skip
     op.drop_table(table)
     op.create_table(table, *columns)
+
+
+def _default(column: sa.Column[object]) -> sa.TextClause | None:
+    """A reflected column's server default, for a new column (a later revision's
+    column added with one keeps it)."""
+    default = column.server_default
+    if isinstance(default, sa.DefaultClause):
+        return sa.text(str(getattr(default.arg, "text", default.arg)))
+    return None
 
 
 def downgrade() -> None:
