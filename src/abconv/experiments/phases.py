@@ -76,3 +76,12 @@ def edit_warning(experiment: Experiment, latest: int, ran_with: Definition) -> s
         return None
     name = experiment.path.rsplit("/", 1)[-1]
     return f"{name}: {', '.join(said)} starts phase {latest + 1} when loaded"
+
+
+def summary(phase: Definition | None) -> str:
+    """A phase's definition in words: "trial 70 % · guide 30 % · traffic 100 %"."""
+    if phase is None:
+        return "as the file was before phases were recorded"
+    shares = _shares(phase).split("/")
+    arms = [f"{v['key']} {share} %" for v, share in zip(phase["variants"], shares, strict=True)]
+    return " · ".join([*arms, f"traffic {round(100 * float(phase['traffic']), 1):g} %"])
