@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from abconv import create_app
@@ -132,12 +133,20 @@ def full_server(
 ) -> Iterator[str]:
     """The app in a thread, answering a full section-C document for ``shop``."""
     monkeypatch.setattr(pages, "results_of", lambda key, phase=None: full_document(key))
-    app = create_app({
+    yield from serving(in_process_app(experiments_dir, tmp_path))
+
+
+def in_process_app(experiments_dir: Path, tmp_path: Path) -> Flask:
+    return create_app({
         "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
         "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'abconv.sqlite3'}",
         "ABCONV_INSTANCE_DIR": str(tmp_path / "instance"),
         "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD,
     })  # fmt: skip
+
+
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served from a thread, its base URL; stopped and closed after."""
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -170,12 +179,7 @@ def test_every_chart_has_one_series_per_variant(browser: Any, full_server: str, 
 def phased_server(experiments_dir: Path, tmp_path: Path) -> Iterator[str]:
     """The app in a thread, ``shop`` in phase 2: 40 visitors at 1/1 (phase 1),
     then 90 at 2/1 (phase 2), every tenth of each buying."""
-    app = create_app({
-        "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
-        "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'abconv.sqlite3'}",
-        "ABCONV_INSTANCE_DIR": str(tmp_path / "instance"),
-        "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    })  # fmt: skip
+    app = in_process_app(experiments_dir, tmp_path)
     client = app.test_client()
     for phase, visitors, weight in ((1, 40, 1), (2, 90, 2)):
         write_experiment(experiments_dir, weight_trial=weight)
@@ -184,16 +188,7 @@ def phased_server(experiments_dir: Path, tmp_path: Path) -> Iterator[str]:
             client.get(f"/api/assign?visitor=p{phase}-{n}&experiment=shop")
             if n % 10 == 0:
                 client.post("/api/convert", json={"visitor": f"p{phase}-{n}", "goal": "purchase"})
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        app.extensions["abconv"].store.dispose()
+    yield from serving(app)
 
 
 def shown_visitors(page: Any) -> int:
