@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from scipy import stats
 
 from abconv import create_app
 from abconv.cli import cli
+from abconv.experiments import ExperimentRegistry, load_experiment_file, phases
 from abconv.store import Store
 from tests.conftest import admin_client, assert_error, experiment_toml, write_experiment
 
@@ -256,3 +258,33 @@ def test_check_refuses_a_fallback_that_names_no_variant(experiments_dir: Path) -
     assert f'{experiments_dir / "shop.toml"}:1: fallback "video" names no variant' in (
         result.output
     )
+
+
+def test_a_file_saved_unchanged_serves_the_same_experiment(experiments_dir: Path) -> None:
+    """The service knows an experiment's phase by the object the registry serves:
+    a save that changes nothing keeps it, so no phase is looked up again."""
+    registry = ExperimentRegistry(experiments_dir)
+    served = registry.get("shop")
+    write_experiment(experiments_dir)  # same content, a new modification time
+    registry.refresh()
+    assert registry.get("shop") is served
+    write_experiment(experiments_dir, weight_trial=2)
+    registry.refresh()
+    assert registry.get("shop") is not served
+
+
+def test_an_experiment_as_a_past_phase_ran_it(experiments_dir: Path) -> None:
+    current = load_experiment_file(write_experiment(experiments_dir, weight_trial=3))
+    before = {"traffic": 0.5, "variants": [{"key": "trial", "weight": 1}, {"key": "guide",
+              "weight": 1}, {"key": "video", "weight": 2}]}  # fmt: skip
+    past = phases.as_in_phase(current, before)
+    assert [(v.key, v.weight) for v in past.variants] == [
+        ("trial", 1.0), ("guide", 1.0), ("video", 2.0)
+    ]  # fmt: skip
+    assert past.traffic == 0.5 and past.variant("video").content is None  # type: ignore[union-attr]
+    assert past.variant("trial") == replace(current.variants[0], weight=1.0)
+    assert phases.summary(before) == "trial 25 % · guide 25 % · video 50 % · traffic 50 %"
+    assert phases.changes(before, phases.definition(current)) == [
+        "variants trial, guide, video -> trial, guide", "traffic 0.5 -> 1"
+    ]  # fmt: skip
+    assert phases.changes(phases.definition(current), phases.definition(current)) == []

@@ -38,8 +38,10 @@ DEGRADED = "database unavailable: variants come from the hash and nothing was re
 
 class CurrentPhases:
     """The phase each running experiment is in, as this process knows it
-    (README, "Phases"): asked of the store when the registry serves a new
-    version of the experiment (a reloaded file), else from memory."""
+    (README, "Phases"): asked of the store (which starts a phase when the
+    definition changed) when the registry serves a new :class:`Experiment`
+    object, which it does only for a file whose content changed; else from
+    memory, so serving costs no query."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
