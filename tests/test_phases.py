@@ -288,3 +288,22 @@ def test_an_experiment_as_a_past_phase_ran_it(experiments_dir: Path) -> None:
         "variants trial, guide, video -> trial, guide", "traffic 0.5 -> 1"
     ]  # fmt: skip
     assert phases.changes(phases.definition(current), phases.definition(current)) == []
+
+
+def test_batch_exposures_are_in_the_current_phase_and_pages_pick_phases(
+    app: Flask, client: FlaskClient, experiments_dir: Path
+) -> None:
+    assign(client, "alice")
+    write_experiment(experiments_dir, weight_guide=4)
+    reload(app)
+    events = [
+        {"type": "exposure", "visitor": "bob", "experiment": "shop", "variant": "guide"},
+        {"type": "conversion", "visitor": "bob", "goal": "purchase", "value": 3},
+    ]
+    assert client.post("/api/events", json={"events": events}).status_code == 200
+    assert visitors(results(client)) == {"trial": 0, "guide": 1}
+    assert buyers(results(client)) == {"trial": 0, "guide": 1}
+    assert sum(visitors(results(client, 1)).values()) == 1
+    page = client.get("/experiments/shop?phase=1").get_data(as_text=True)
+    assert 'aria-current="page" title="trial 50 % · guide 50 % · traffic 100 %">1<' in page
+    assert client.get("/experiments/shop?phase=7").status_code == 404
