@@ -38,6 +38,11 @@ def full_document(
         "planned_visitors_per_variant": 53_000, "visitors_per_variant": 9_980,
         "fraction": 9_980 / 53_000, "days_running": 9, "days_left": 41,
     }  # fmt: skip
+    document["phase"] = 1
+    document["phases"] = [{
+        "number": 1, "started_at": "2026-11-01T09:00:00Z",
+        "definition": {"traffic": 1.0, "variants": [{"key": k, "weight": 1.0} for k in keys]},
+    }]  # fmt: skip
     return document
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from abconv import create_app
 from abconv.web import pages
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, write_experiment
 from tests.full_results import full_document
 from tests.test_concurrency import ROOT, free_port, request, start_gunicorn, stop_gunicorn
 from tests.test_layers import write_layered
@@ -132,13 +133,21 @@ def full_server(
     experiments_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """The app in a thread, answering a full section-C document for ``shop``."""
-    monkeypatch.setattr(pages, "results_of", lambda key: full_document(key))
-    app = create_app({
+    monkeypatch.setattr(pages, "results_of", lambda key, phase=None: full_document(key))
+    yield from serving(in_process_app(experiments_dir, tmp_path))
+
+
+def in_process_app(experiments_dir: Path, tmp_path: Path) -> Flask:
+    return create_app({
         "ABCONV_EXPERIMENTS_DIR": str(experiments_dir),
         "ABCONV_DATABASE_URL": f"sqlite:///{tmp_path / 'abconv.sqlite3'}",
         "ABCONV_INSTANCE_DIR": str(tmp_path / "instance"),
         "ABCONV_ADMIN_PASSWORD": ADMIN_PASSWORD,
     })  # fmt: skip
+
+
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served from a thread, its base URL; stopped and closed after."""
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -186,4 +195,47 @@ def test_the_layer_is_shown_and_links_to_its_other_experiment(
     layer.get_by_role("link", name="hero").click()
     page.wait_for_url(f"{full_server}/experiments/hero")
     assert "30 % here" in page.locator("#layer").inner_text()
+    page.context.close()
+
+
+@pytest.fixture
+def phased_server(experiments_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The app in a thread, ``shop`` in phase 2: 40 visitors at 1/1 (phase 1),
+    then 90 at 2/1 (phase 2), every tenth of each buying."""
+    app = in_process_app(experiments_dir, tmp_path)
+    client = app.test_client()
+    for phase, visitors, weight in ((1, 40, 1), (2, 90, 2)):
+        write_experiment(experiments_dir, weight_trial=weight)
+        app.extensions["abconv"].experiments.refresh()
+        for n in range(visitors):
+            client.get(f"/api/assign?visitor=p{phase}-{n}&experiment=shop")
+            if n % 10 == 0:
+                client.post("/api/convert", json={"visitor": f"p{phase}-{n}", "goal": "purchase"})
+    yield from serving(app)
+
+
+def shown_visitors(page: Any) -> int:
+    """The visitors of the primary goal's table, summed over the variants."""
+    cells = page.locator("#goal-purchase td[data-label=Visitors]").all_inner_texts()
+    return sum(int(cell.replace(",", "")) for cell in cells)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_person_picks_a_phase(browser: Any, phased_server: str, width: int) -> None:
+    page = read_at(browser, f"{phased_server}/experiments/shop", width, "results-phase-2")
+    picker = page.locator("nav.phase-picker")
+    assert picker.locator("a[aria-current=page]").inner_text() == "2 (current)"
+    assert shown_visitors(page) == 90
+    assert "trial 66.7 % · guide 33.3 %" in page.locator(".phase-note").inner_text()
+    assert page.locator("ol.phases li").count() == 2
+    picker.get_by_text("1", exact=True).click()
+    page.wait_for_url("**/experiments/shop?phase=1&view=*")
+    assert picker.locator("a[aria-current=page]").inner_text() == "1"
+    assert shown_visitors(page) == 40
+    assert "trial 50 % · guide 50 %" in page.locator(".phase-note").inner_text()
+    # The other view keeps the phase.
+    page.locator("nav[aria-label='How figures are read'] a").last.click()
+    page.wait_for_url("**/experiments/shop?view=frequentist&phase=1")
+    assert shown_visitors(page) == 40
+    page.screenshot(path=str(ARTIFACTS / f"results-phase-1-{width}.png"), full_page=True)
     page.context.close()

@@ -94,4 +94,4 @@ def test_check_lists_the_valid_experiments(tmp_path: Path) -> None:
     write_experiment(tmp_path, "alpha")
     write_experiment(tmp_path, "beta")
     result = CliRunner().invoke(cli, ["check", str(tmp_path)])
-    assert result.exit_code == 0 and result.output.strip().endswith("are valid: alpha, beta")
+    assert result.exit_code == 0 and result.stdout.strip().endswith("are valid: alpha, beta")

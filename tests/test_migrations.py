@@ -5,7 +5,7 @@ servers starting together migrate once."""
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlmodel import SQLModel
 from abconv import create_app
 from abconv.cli import cli
 from abconv.store import DayCounts, GoalCounts, PairCounts, Store, schema
+from abconv.store.phases import StoredPhase
 
 # The tables exactly as the release before migrations created them
 # (SQLModel.metadata.create_all), constraint names included.
@@ -70,6 +71,11 @@ def create_old_schema(url: str) -> None:
     engine.dispose()
 
 
+def in_phase_1(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Rows of a release before phases as they are after the upgrade: in phase 1."""
+    return {table: [(*row, 1) for row in found] for table, found in rows.items()}
+
+
 def all_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     with store.engine.connect() as conn:
         return {
@@ -93,7 +99,9 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
     )
     store = app.extensions["abconv"].store
     try:
-        assert all_rows(store) == before
+        assert all_rows(store) == in_phase_1(before)
+        # Phase 1 starts at the first exposure; its definition comes from the file.
+        assert store.phases_of("shop") == [StoredPhase(1, datetime(2026, 1, 1, 10), None)]
         with store.engine.connect() as conn:
             assert schema.current(conn) == schema.head()
         # The rollups are built from the old rows.
@@ -234,7 +242,7 @@ def test_a_database_at_0002_with_rows_gets_its_rollups_built(database_url: str) 
         before = all_rows(store)
         done = store.upgrade_schema()
         assert (done.before, done.after) == ("0002", schema.head())
-        assert all_rows(store) == before
+        assert all_rows(store) == in_phase_1(before)
         counts = store.result_counts("shop", {})
         assert counts.visitors == {"guide": 1, "trial": 1}
         assert counts.goals[("newsletter", "guide")] == GoalCounts(1, 1, 0.0, 0.0, 0.0, 0)
@@ -253,22 +261,64 @@ def rollup_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-def test_a_database_at_0003_with_rows_upgrades_to_0004_losing_nothing(database_url: str) -> None:
-    """The release before excluded counts (revision 0003): its events and rollups
-    are kept as they were, and the new counters start empty and count."""
+# Rollups as revision 0004 kept them (no phase) for the rows of OLD_SCHEMA.
+ROLLUPS_AT_0004 = """
+INSERT INTO rollup_exposure (experiment, variant, day, visitors) VALUES
+    ('shop', 'guide', '2026-01-01', 1), ('shop', 'trial', '2026-01-01', 1),
+    ('other', 'a', '2026-02-03', 1);
+INSERT INTO rollup_goal (experiment, variant, goal, kind, converting, events, value_sum,
+    value_sum_squares, value_sum_cubes, capped_visitors)
+    VALUES ('shop', 'guide', 'purchase', 'hard', 1, 1, 49.9, 2490.0099999999998,
+            124251.49899999998, 0);
+INSERT INTO rollup_goal_day (experiment, variant, goal, day, converting, events)
+    VALUES ('shop', 'guide', 'purchase', '2026-01-01', 1, 1);
+INSERT INTO rollup_visitor_goal (experiment, visitor, goal, variant, kind, first_at, last_at,
+    total, events) VALUES ('shop', 'alice', 'purchase', 'guide', 'hard',
+    '2026-01-01 10:30:00.123456', '2026-01-01 10:30:00.123456', 49.9, 1);
+INSERT INTO excluded_count (experiment, reason, day, requests)
+    VALUES ('shop', 'bot', '2026-01-01', 3)
+"""
+
+
+def test_a_database_at_0004_with_rows_gets_phase_1_losing_nothing(
+    database_url: str, experiments_dir: Path
+) -> None:
+    """The release before phases (revision 0004): its events are in phase 1,
+    which starts at the first exposure; the rollups, rebuilt per phase, hold
+    the same counts in phase 1; the first server to serve the experiment
+    fills in phase 1's definition from the file, starting no phase 2."""
     store = Store(database_url)
     try:
         with store._migrating() as conn:
             at_0002_with_old_rows(conn)
-            command.upgrade(schema._config(conn), "0003")  # builds the rollups from the rows
-        before, rollups = all_rows(store), rollup_rows(store)
-        assert rollups["rollup_exposure"] and rollups["rollup_goal"]
+            command.upgrade(schema._config(conn), "0004")
+            for statement in filter(str.strip, ROLLUPS_AT_0004.split(";")):
+                conn.exec_driver_sql(statement)
+            conn.exec_driver_sql("INSERT INTO exposure (experiment, visitor, variant, "
+                                 "created_at) VALUES ('other', 'bob', 'a', "
+                                 "'2026-02-03 04:05:06.000000')")  # fmt: skip
+        before = rollup_rows(store)
         done = store.upgrade_schema()
-        assert (done.before, done.after) == ("0003", "0004") and schema.head() == "0004"
-        assert all_rows(store) == before and rollup_rows(store) == rollups
-        assert store.excluded_counts("shop") == []
-        store.count_excluded({"shop": "bot"}, date(2026, 1, 2))
-        assert store.excluded_counts("shop") == [(date(2026, 1, 2), "bot", 1)]
-        assert store.result_counts("shop", {}).visitors == {"guide": 1, "trial": 1}
+        assert (done.before, done.after) == ("0004", schema.head())
+        assert rollup_rows(store) == {
+            table: sorted(_with_phase_1(table, row) for row in rows)
+            for table, rows in before.items()
+        }
+        assert store.phases_of("shop") == [StoredPhase(1, datetime(2026, 1, 1, 10), None)]
+        assert store.phases_of("other") == [StoredPhase(1, datetime(2026, 2, 3, 4, 5, 6), None)]
+        assert store.excluded_counts("shop") == [(date(2026, 1, 1), "bot", 3)]
+        assert store.result_counts("shop", {}, phase=1).visitors == {"guide": 1, "trial": 1}
+        assert store.result_counts("shop", {}, phase=2).visitors == {}
+        definition = {"traffic": 1.0, "variants": [{"key": "guide", "weight": 1.0},
+                                                   {"key": "trial", "weight": 1.0}]}  # fmt: skip
+        assert store.current_phase("shop", definition).number == 1
+        assert store.phases_of("shop") == [StoredPhase(1, datetime(2026, 1, 1, 10), definition)]
     finally:
         store.dispose()
+
+
+def _with_phase_1(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A rollup row of 0004 as the same row of phase 1: ``phase`` after the key's goals."""
+    before_phase = {"rollup_exposure": 2, "rollup_goal": 3, "rollup_goal_day": 3,
+                    "rollup_pair": 4}[table]  # fmt: skip
+    return (*row[:before_phase], 1, *row[before_phase:])

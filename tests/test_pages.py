@@ -51,7 +51,7 @@ def charts(page: str) -> list[tuple[str, list[str]]]:
 @pytest.fixture
 def full(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     document = full_document()
-    monkeypatch.setattr(pages, "results_of", lambda key: document)
+    monkeypatch.setattr(pages, "results_of", lambda key, phase=None: document)
     return document
 
 
@@ -170,7 +170,7 @@ def test_names_contents_and_goal_keys_are_escaped(
     path.write_text(text)
     app.extensions["abconv"].experiments.refresh()
     document = full_document(names=(XSS, "<b>guide</b>", "x' onload='alert(1)"))
-    monkeypatch.setattr(pages, "results_of", lambda key: document)
+    monkeypatch.setattr(pages, "results_of", lambda key, phase=None: document)
     for url in ("/experiments/shop", "/experiments/shop?view=frequentist", "/"):
         page = page_of(client, url)
         assert "<script>alert" not in page and "<img src=x" not in page, url
@@ -184,7 +184,7 @@ def test_the_csv_neutralises_formulas_in_goal_keys(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     document = full_document(names=("=HYPERLINK(1)", "+cmd", "@sum"))
-    monkeypatch.setattr(api, "results_of", lambda key: document)
+    monkeypatch.setattr(api, "results_of", lambda key, phase=None: document)
     text = client.get("/api/experiments/shop/results.csv").get_data(as_text=True)
     rows = [row for row in csv.DictReader(io.StringIO(text)) if row["row"] == "goal"]
     assert {row["goal"] for row in rows} == {"'=HYPERLINK(1)", "'+cmd", "'@sum"}

@@ -55,31 +55,35 @@ class Sent:
     """What a stream stored, by the store's own rules: first exposure wins, a
     visitor's repeated event id is one event."""
 
-    exposures: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    exposures: dict[str, tuple[str, datetime, int]] = field(default_factory=dict)  # + phase
     conversions: dict[tuple[str, Any], NewConversion] = field(default_factory=dict)
     serial: Iterator[int] = field(default_factory=itertools.count)
 
-    def expose(self, visitor: str, variant: str, at: datetime) -> None:
-        self.exposures.setdefault(visitor, (variant, at))
+    def expose(self, visitor: str, variant: str, at: datetime, phase: int = 1) -> None:
+        self.exposures.setdefault(visitor, (variant, at, phase))
 
     def convert(self, row: NewConversion) -> None:
         key = (row.visitor, row.event_id if row.event_id is not None else next(self.serial))
         self.conversions.setdefault(key, row)
 
-    def counts(self, caps: Mapping[str, float]) -> ResultCounts:
+    def counts(self, caps: Mapping[str, float], phase: int = 1) -> ResultCounts:
+        """The counts of the visitors first exposed in ``phase``."""
         visitors: dict[str, int] = defaultdict(int)
         days: dict[date, DayCounts] = {}
 
         def on(day: date) -> DayCounts:
             return days.setdefault(day, DayCounts(day, {}, {}))
 
-        for variant, at in self.exposures.values():
+        for variant, at, first_phase in self.exposures.values():
+            if first_phase != phase:
+                continue
             visitors[variant] += 1
             new = on(at.date()).visitors
             new[variant] = new.get(variant, 0) + 1
         rows: dict[tuple[str, str], list[NewConversion]] = defaultdict(list)
         for row in self.conversions.values():
-            rows[(row.visitor, row.goal)].append(row)
+            if row.phase == phase:
+                rows[(row.visitor, row.goal)].append(row)
         per_goal: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0])
         kinds: dict[str, set[str]] = defaultdict(set)
         for (_, goal), events in rows.items():
@@ -98,13 +102,18 @@ class Sent:
         soft = sorted(g for g, k in kinds.items() if "soft" in k)
         hard = sorted(g for g in kinds if g not in soft)
         variants = sorted(visitors.keys() | {v for _, v in goals})
-        pairs = [self._pair(s, h, v, rows) for s in soft for h in hard for v in variants]
+        pairs = [self._pair(s, h, v, phase, rows) for s in soft for h in hard for v in variants]
         return ResultCounts(dict(visitors), goals, [days[d] for d in sorted(days)], pairs)
 
     def _pair(
-        self, soft: str, hard: str, variant: str, rows: dict[tuple[str, str], list[NewConversion]]
+        self,
+        soft: str,
+        hard: str,
+        variant: str,
+        phase: int,
+        rows: dict[tuple[str, str], list[NewConversion]],
     ) -> PairCounts:
-        ours = [v for v, (var, _) in self.exposures.items() if var == variant]
+        ours = [v for v, (var, _, p) in self.exposures.items() if (var, p) == (variant, phase)]
         first_soft = {
             v: min(r.created_at for r in rows[(v, soft)]) for v in ours if (v, soft) in rows
         }
@@ -163,9 +172,11 @@ AT = st.builds(
     st.integers(0, 6 * 86_400),
     st.integers(0, 999_999),
 )
+PHASES = (1, 2)  # an exposure is in the phase its server knew as current
 EXPOSE = st.tuples(
-    st.just("expose"), st.integers(0, 5), st.sampled_from(VARIANTS), AT, st.booleans()
-)
+    st.just("expose"), st.integers(0, 5), st.sampled_from(VARIANTS), AT, st.booleans(),
+    st.sampled_from(PHASES),
+)  # fmt: skip
 CONVERSION = st.tuples(
     st.integers(0, 5),
     st.sampled_from(sorted(GOALS)),
@@ -185,15 +196,15 @@ def send(store: Store, sent: Sent, experiment: str, stream: list[Any]) -> None:
     batch transaction, conversions of exposed visitors in one transaction each."""
     for op in stream:
         if op[0] == "expose":
-            _, n, variant, at, batch = op
+            _, n, variant, at, batch, phase = op
             visitor = f"v{n}"
             row = {"experiment": experiment, "visitor": visitor, "variant": variant}
             if batch:
                 with store.writing() as conn:
-                    store.insert_exposures(conn, [{**row, "created_at": at}])
+                    store.insert_exposures(conn, [{**row, "created_at": at, "phase": phase}])
             else:
-                store.record_exposures(visitor, {experiment: variant}, at)
-            sent.expose(visitor, variant, at)
+                store.record_exposures(visitor, {experiment: variant}, at, {experiment: phase})
+            sent.expose(visitor, variant, at, phase)
             continue
         rows = []
         for n, goal, value, event_id, at in op[1]:
@@ -202,7 +213,9 @@ def send(store: Store, sent: Sent, experiment: str, stream: list[Any]) -> None:
                 continue
             kind = GOALS[goal]
             rows.append(
-                NewConversion(experiment, exposure[0], f"v{n}", goal, kind, value, event_id, at)
+                NewConversion(
+                    experiment, exposure[0], f"v{n}", goal, kind, value, event_id, at, exposure[2]
+                )
             )
         store.record_conversions(rows)
         for row in rows:
@@ -218,13 +231,16 @@ def test_incremental_rollups_equal_a_rebuild_and_the_events_sent(store: Store) -
         experiment, sent = f"x{next(keys)}", Sent()
         send(store, sent, experiment, before)
         # Caps recorded by the rebuild a results read makes, then kept by later events.
-        assert_same(store.result_counts(experiment, caps), sent.counts(caps))
+        for phase in PHASES:
+            assert_same(store.result_counts(experiment, caps, phase), sent.counts(caps, phase))
         send(store, sent, experiment, after)
         incremental = rollup_rows(store, experiment)
-        assert_same(store.result_counts(experiment, caps), sent.counts(caps))
+        for phase in PHASES:
+            assert_same(store.result_counts(experiment, caps, phase), sent.counts(caps, phase))
         assert store.rebuild_rollups(experiment) == [experiment]  # keeps the recorded caps
         assert_same_rows(rollup_rows(store, experiment), incremental)
-        assert_same(store.result_counts(experiment, caps), sent.counts(caps))
+        for phase in PHASES:
+            assert_same(store.result_counts(experiment, caps, phase), sent.counts(caps, phase))
 
     check()
 
@@ -309,7 +325,7 @@ def test_a_duplicate_event_changes_no_rollup(store: Store) -> None:
     before = rollup_rows(store, "shop")
     assert convert(store, "alice", "purchase", at(2), value=9.0, event_id="o-1") == [False]
     assert rollup_rows(store, "shop") == before
-    assert before["rollup_exposure"] == [("shop", "a", date(2026, 11, 1), 1)]
+    assert before["rollup_exposure"] == [("shop", "a", 1, date(2026, 11, 1), 1)]
 
 
 def test_abconv_rollups_rebuild_recomputes_with_the_files_caps(
@@ -406,7 +422,7 @@ def test_a_goal_whose_kind_changed_counts_as_soft_as_the_rebuild_says(store: Sto
     ]
     store.record_conversions(rows)
     incremental = rollup_rows(store, "shop")
-    assert {row[2]: row[3] for row in incremental["rollup_goal"]} == {
+    assert {row[2]: row[4] for row in incremental["rollup_goal"]} == {
         "purchase": "hard",
         "signup": "soft",
     }

@@ -47,6 +47,8 @@ def test_a_returning_visitor_costs_no_write(app: Flask, environ: dict[str, str])
     client = app.test_client()
     store = app.extensions["abconv"].store
     url = "/api/assign?visitor=alice&experiment=shop"
+    # The experiment's phase: looked up once per process and version of its file.
+    client.get("/api/assign?visitor=bob&experiment=shop")
     with statements(store) as first:
         client.get(url)
     # The exposure, then its day's rollup; on PostgreSQL one statement does both.
@@ -107,7 +109,7 @@ def test_the_hot_path_and_sqlalchemy_read_each_others_rows_identically(tmp_path:
     def round_trip(at: datetime, experiment: str, variant: str) -> None:
         n = next(numbers)
         by_hot, by_sqlalchemy = f"hot-{n}", f"sqlalchemy-{n}"
-        row = {"experiment": experiment, "variant": variant, "created_at": at}
+        row = {"experiment": experiment, "variant": variant, "created_at": at, "phase": 2}
         assert hot.insert_exposures([{**row, "visitor": by_hot}]) == 1
         with store.writing() as conn:
             assert store.insert_exposures(conn, [{**row, "visitor": by_sqlalchemy}]) == 1
@@ -119,8 +121,8 @@ def test_the_hot_path_and_sqlalchemy_read_each_others_rows_identically(tmp_path:
                     EXPOSURE.c.visitor.in_([by_hot, by_sqlalchemy])
                 )
             ).all()
-        assert read == {(by_hot, experiment): StoredExposure(experiment, variant, at)}
-        assert hot.exposures_of(by_sqlalchemy) == [(experiment, variant, at)]
+        assert read == {(by_hot, experiment): StoredExposure(experiment, variant, at, 2)}
+        assert hot.exposures_of(by_sqlalchemy) == [(experiment, variant, at, 2)]
         assert len({stored for _, stored in text}) == 1, text  # the same text from both
 
     try:

@@ -133,10 +133,12 @@ def test_two_servers_share_variants_events_and_results(
         engine.dispose()
     assert Counter(map(tuple, rows)) == Counter((e["visitor"], e["event_id"]) for e in events)
 
-    # Both servers give the same results, and they are the expected counts.
-    documents = [request(server, "/api/experiments/shop/results") for server in (a, b)]
+    # Both servers give the same results, and they are the expected counts: of
+    # phase 1, where every visitor was first exposed (the edit started phase 2).
+    documents = [request(server, "/api/experiments/shop/results?phase=1") for server in (a, b)]
     assert [status for status, _ in documents] == [200, 200], documents
     assert documents[0][1] == documents[1][1]
+    assert [p["number"] for p in documents[0][1]["phases"]] == [1, 2]
     purchase = documents[0][1]["goals"][0]
     for variant in purchase["variants"]:
         key = variant["key"]

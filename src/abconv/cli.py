@@ -12,6 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from abconv.config import Settings
+    from abconv.experiments import Experiment
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,6 +192,43 @@ def check(directory: Path | None) -> None:
         sys.exit(1)
     keys = ", ".join(sorted(experiment.key for experiment in experiments))
     click.echo(f"{len(experiments)} experiment file(s) in {folder} are valid: {keys}")
+    for warning in _phase_warnings(experiments):
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _phase_warnings(experiments: list[Experiment]) -> list[str]:
+    """The edits that would start a phase (README, "Phases"), compared with the
+    latest phase stored in ABCONV_DATABASE_URL; one line saying why not when
+    that database cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from abconv.config import load_config
+    from abconv.errors import AbconvError
+    from abconv.experiments.phases import edit_warning
+    from abconv.store import Store
+    from abconv.store.sqlite import database_path
+
+    try:
+        url = load_config().database_url
+    except AbconvError as error:
+        return [f"cannot compare with the stored phases: {error.message}"]
+    if url.startswith("sqlite") and not Path(database_path(url) or "-").is_file():
+        return [f"cannot compare with the stored phases: no database at {_safe_url(url)}"]
+    store = Store(url)
+    warnings: list[str] = []
+    try:
+        for experiment in sorted(experiments, key=lambda e: e.key):
+            stored = store.phases_of(experiment.key)
+            latest = stored[-1] if stored else None
+            if latest is not None and latest.definition is not None:
+                said = edit_warning(experiment, latest.number, latest.definition)
+                warnings.extend([said] if said else [])
+    except SQLAlchemyError as error:  # unreachable, or a schema without phases
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return [f"cannot compare with the stored phases of {_safe_url(url)}: {reason}"]
+    finally:
+        store.dispose()
+    return warnings
 
 
 @cli.command()

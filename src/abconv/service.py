@@ -6,6 +6,7 @@ Routes and the CLI call these; they take plain values, raise
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from abconv.assignment import Assignment, Reason, assign, is_bot, outside_layer
 from abconv.errors import AbconvError
-from abconv.experiments import Experiment, ExperimentRegistry, Layer, Variant
+from abconv.experiments import Experiment, ExperimentRegistry, Layer, Variant, phases
 from abconv.inputs import (
     EventInput,
     check_goal_value,
@@ -26,13 +27,33 @@ from abconv.inputs import (
     require_visitor,
 )
 from abconv.results.excluded import REASON_NAMES
-from abconv.store import UNAVAILABLE, NewConversion, Store, StoredExposure, utcnow
+from abconv.store import UNAVAILABLE, NewConversion, Store, StoredExposure, StoredPhase, utcnow
 from abconv.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
 # The "degraded" sentence of /api/assign while the database is unavailable.
 DEGRADED = "database unavailable: variants come from the hash and nothing was recorded"
+
+
+class CurrentPhases:
+    """The phase each running experiment is in, as this process knows it
+    (README, "Phases"): asked of the store (which starts a phase when the
+    definition changed) when the registry serves a new :class:`Experiment`
+    object, which it does only for a file whose content changed; else from
+    memory, so serving costs no query."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: dict[str, tuple[Experiment, int]] = {}
+
+    def of(self, experiment: Experiment) -> int:
+        known = self._known.get(experiment.key)
+        if known is not None and known[0] is experiment:
+            return known[1]
+        number = self.store.current_phase(experiment.key, phases.definition(experiment)).number
+        self._known[experiment.key] = (experiment, number)
+        return number
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,10 @@ class Services:
     # Told how many exposures an assignment stored, for /metrics (the reply
     # cannot say which enrolments are new).
     exposures_recorded: Callable[[int], None] = lambda count: None
+    phases: CurrentPhases = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phases", CurrentPhases(self.store))
 
     def experiment(self, key: Any, field: str = "experiment") -> Experiment:
         """The experiment called ``key``; 404 naming ``field`` when there is none."""
@@ -97,7 +122,7 @@ def assign_visitor(
     }
     try:
         decisions = _one_experiment_per_layer(services, visitor, experiments, decisions)
-        enrolled = _enrol(services, visitor, experiments, decisions)
+        enrolled, dropped = _enrol(services, visitor, experiments, decisions)
     except UNAVAILABLE as error:
         logger.warning("assignment without the database, nothing recorded: %s", error)
         return {
@@ -111,7 +136,11 @@ def assign_visitor(
     return {
         "visitor": visitor,
         "assignments": [
-            _assignment_json(e, enrolled.get(e.key) or decisions[e.key].variant, e.key in enrolled)
+            _assignment_json(
+                e,
+                enrolled.get(e.key) or dropped.get(e.key) or decisions[e.key].variant,
+                e.key in enrolled,
+            )
             for e in experiments
         ],
     }
@@ -122,8 +151,11 @@ def _enrol(
     visitor: str,
     experiments: Sequence[Experiment],
     decisions: dict[str, Assignment],
-) -> dict[str, Variant]:
-    """Stored or newly recorded variants of the experiments the visitor is in."""
+) -> tuple[dict[str, Variant], dict[str, Variant]]:
+    """Stored or newly recorded variants of the experiments the visitor is in,
+    new ones in the experiment's current phase; and, apart, what a visitor
+    whose stored variant the file dropped sees instead (not enrolled: they
+    count in the phase they were first exposed in, never in a later one)."""
     store = services.store
     candidates = [
         e.key
@@ -131,24 +163,27 @@ def _enrol(
         if decisions[e.key].reason in (Reason.ASSIGNED, Reason.EXCLUDED, Reason.LAYER)
     ]
     if not candidates:
-        return {}
+        return {}, {}
     stored = store.exposures_of(visitor, candidates)
     to_record = {
         key: decisions[key].variant.key
         for key in candidates
         if key not in stored and decisions[key].record
     }
+    by_key = {e.key: e for e in experiments}
+    in_phase = {key: services.phases.of(by_key[key]) for key in to_record}
     variant_keys = {key: exposure.variant for key, exposure in stored.items()}
-    variant_keys.update(store.record_exposures(visitor, to_record))
+    variant_keys.update(store.record_exposures(visitor, to_record, phases=in_phase))
     if to_record:
         services.exposures_recorded(len(to_record))
-    by_key = {e.key: e for e in experiments}
-    enrolled = {}
+    enrolled, dropped = {}, {}
     for key, variant_key in variant_keys.items():
         variant = by_key[key].variant(variant_key)
-        if variant is not None:  # a variant removed from the file: serve the hash's choice
+        if variant is None:  # an arm dropped from the file
+            dropped[key] = by_key[key].fallback_variant
+        else:
             enrolled[key] = variant
-    return enrolled
+    return enrolled, dropped
 
 
 def _layer(services: Services, experiment: Experiment) -> Layer | None:
@@ -284,6 +319,7 @@ def _credited(
                 value=event.value if goal.value else None,
                 event_id=event.event_id,
                 created_at=at,
+                phase=exposure.phase,
             )
         )
     return rows
@@ -407,8 +443,33 @@ def _exposure_row(services: Services, event: dict[str, Any], prefix: str) -> lis
                 f"{prefix}variant: experiment {experiment.key!r} has no {variant!r}",
             )
     return [
-        {"experiment": experiment.key, "visitor": visitor, "variant": variant, "created_at": at}
+        {"experiment": experiment.key, "visitor": visitor, "variant": variant, "created_at": at,
+         "phase": services.phases.of(experiment)}
+    ]  # fmt: skip
+
+
+def results_phase(
+    services: Services, experiment: Experiment, asked: str | None
+) -> tuple[StoredPhase, list[StoredPhase]]:
+    """The phase whose results to show, ``asked`` (``?phase=N``) or the current
+    one, and all the experiment's phases. A running experiment's current
+    phase is made now if it has none yet; one that never ran has phase 1."""
+    if experiment.status is Status.RUNNING:
+        services.phases.of(experiment)
+    stored = services.store.phases_of(experiment.key) or [
+        StoredPhase(1, utcnow(), phases.definition(experiment))
     ]
+    if asked is None:
+        return stored[-1], stored
+    chosen = next((p for p in stored if asked.isdigit() and str(p.number) == asked), None)
+    if chosen is None:
+        numbers = ", ".join(str(p.number) for p in stored)
+        raise AbconvError(
+            "unknown_phase",
+            f"phase: experiment {experiment.key!r} has no phase {asked[:20]!r} (it has {numbers})",
+            404,
+        )
+    return chosen, stored
 
 
 def count_excluded(

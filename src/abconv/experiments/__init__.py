@@ -8,11 +8,12 @@ for a running server. The format is described in the README (section
 "Experiment files"). Modules: ``model`` (the values), ``files`` (reading),
 ``rules`` and ``toml_fields`` (checking), ``toml_lines`` (line numbers),
 ``layers`` (the shares of mutual-exclusion layers, across files),
-``registry`` (watching a folder).
+``registry`` (watching a folder), ``phases`` (what starts a phase).
 """
 
 from __future__ import annotations
 
+from abconv.experiments import phases
 from abconv.experiments.files import check_directory, load_experiment_file, parse_experiment
 from abconv.experiments.layers import Layer, Share, allocate_layers
 from abconv.experiments.model import (
@@ -41,4 +42,5 @@ __all__ = [
     "check_directory",
     "load_experiment_file",
     "parse_experiment",
+    "phases",
 ]

@@ -102,6 +102,9 @@ class Experiment:
     # Where ``layer`` is written, for problems found across files (not part
     # of the definition: moving a line changes no experiment).
     layer_line: int | None = field(default=None, compare=False)
+    # The variant a visitor sees whose stored variant the file no longer has
+    # (README, "Phases"); None: the control.
+    fallback: str | None = None
 
     def variant(self, key: str) -> Variant | None:
         """The variant called ``key``, or ``None`` when there is none."""
@@ -110,6 +113,13 @@ class Experiment:
     def goal(self, key: str) -> Goal | None:
         """The goal called ``key``, or ``None`` when the experiment does not count it."""
         return next((goal for goal in self.goals if goal.key == key), None)
+
+    @property
+    def fallback_variant(self) -> Variant:
+        """What a visitor of a dropped arm sees: ``fallback``, else the control."""
+        variant = self.variant(self.fallback or self.control)
+        assert variant is not None  # validation: both name variants
+        return variant
 
     @property
     def primary_goal(self) -> Goal:
@@ -137,6 +147,7 @@ class Experiment:
             "engagement": self.engagement,
             "layer": self.layer,
             "layer_slot": self.layer_slot,
+            "fallback": self.fallback,
             "file": Path(self.path).name,
         }
 

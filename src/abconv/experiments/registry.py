@@ -187,13 +187,19 @@ class ExperimentRegistry:
         return _FileState(None, last_good, problems)
 
     def _load(self, path: Path, old: _FileState | None, last_good: Experiment | None) -> _FileState:
-        """Load ``path``, valid or not; log a loaded, reloaded or mended file."""
+        """Load ``path``, valid or not; log a loaded, reloaded or mended file.
+
+        A file read again with the same content keeps serving the same
+        :class:`Experiment` object: a new object means a changed definition,
+        which the service checks against the stored phases (README, "Phases")."""
         experiment = experiment_files.load_experiment_file(path)
         if experiment != last_good:
             verb = "reloaded" if last_good else "loaded"
             self.logger.info("experiment %s %s from %s", experiment.key, verb, path)
-        elif old is not None and old.problems:
-            self.logger.info("experiment file %s is valid again", path)
+        else:
+            if old is not None and old.problems:
+                self.logger.info("experiment file %s is valid again", path)
+            experiment = last_good
         return _FileState(None, experiment, ())
 
     def _publish(self, started: float) -> None:

@@ -33,7 +33,7 @@ ITEM_KEY = re.compile(r"[a-z0-9_-]+")  # variant and goal keys
 TOP_LEVEL_FIELDS = (
     "key", "name", "hypothesis", "status", "kind", "traffic",
     "control", "winner", "variants", "goals", "analysis", "layer", "layer_slot",
-    "engagement",
+    "engagement", "fallback",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
 GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap", "guard")
@@ -96,6 +96,7 @@ class Checker(FieldChecker):
             goals.append(self.engaged_goal(goals))
         analysis = self.analysis(data)
         control, winner = self.control_and_winner(top, variants, status)
+        fallback = self.named_variant(top, "fallback", variants)
         layer, layer_slot = self.layer(top)
         if (
             self.problems or key is None or name is None or hypothesis is None
@@ -108,7 +109,7 @@ class Checker(FieldChecker):
             traffic=traffic, control=control, winner=winner, variants=tuple(variants),
             goals=tuple(goals), analysis=analysis, path=self.path, layer=layer,
             layer_slot=layer_slot, layer_line=self.lines.line_of(("layer",)) if layer else None,
-            engagement=engagement,
+            engagement=engagement, fallback=fallback,
         )  # fmt: skip
 
     def engaged_goal(self, goals: list[Goal]) -> Goal:
@@ -125,13 +126,8 @@ class Checker(FieldChecker):
         self, top: Table, variants: list[Variant], status: Status | None
     ) -> tuple[str | None, str | None]:
         keys = [variant.key for variant in variants]
-        control = self.text(top, "control")
-        winner = self.text(top, "winner")
-        for field, named in (("control", control), ("winner", winner)):
-            if named is not None and keys and named not in keys:
-                self.problem(
-                    (field,), f'{field} "{shorten(named)}" names no variant ({_quoted(keys)})'
-                )
+        control = self.named_variant(top, "control", variants)
+        winner = self.named_variant(top, "winner", variants)
         if status is Status.CONCLUDED and winner is None and "winner" not in top.data:
             self.problem(("status",), 'status = "concluded" needs winner = "VARIANT"')
         if status not in (None, Status.CONCLUDED) and "winner" in top.data:
@@ -139,6 +135,14 @@ class Checker(FieldChecker):
                 ("winner",), f'winner is only allowed with status = "concluded", not "{status}"'
             )
         return (control if control is not None else keys[0] if keys else None), winner
+
+    def named_variant(self, top: Table, field: str, variants: list[Variant]) -> str | None:
+        """A top-level field that names one of the file's variants."""
+        keys = [variant.key for variant in variants]
+        named = self.text(top, field)
+        if named is not None and keys and named not in keys:
+            self.problem((field,), f'{field} "{shorten(named)}" names no variant ({_quoted(keys)})')
+        return named
 
     def layer(self, top: Table) -> tuple[str | None, int | None]:
         """``layer`` and ``layer_slot``: both or neither (README, "Layers")."""

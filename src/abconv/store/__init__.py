@@ -10,6 +10,7 @@ Nothing outside this package touches SQL; everything else talks to :class:`Store
 ``rollup_rebuild``  the same counters recomputed from the raw events
 ``results``         reads for results: rollups → :class:`ResultCounts`
 ``counts``          :class:`ResultCounts` and its parts (plain values)
+``phases``          the phases of experiments: their numbers, starts and definitions
 ``excluded``        counters of the requests served without being recorded
 ``sqlite``          SQLite specifics: pragmas, writers' file lock, the hot path
 ``exposure_cache``  the per-worker cache of recorded exposures
@@ -23,6 +24,7 @@ from abconv.store.counts import DayCounts, GoalCounts, PairCounts, ResultCounts
 from abconv.store.database import Store, normalise_url, utcnow
 from abconv.store.exposure_cache import ExposureCache
 from abconv.store.outage import UNAVAILABLE
+from abconv.store.phases import StoredPhase
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "ResultCounts",
     "Store",
     "StoredExposure",
+    "StoredPhase",
     "UNAVAILABLE",
     "normalise_url",
     "schema",

@@ -23,6 +23,7 @@ from abconv.store.connections import Database, normalise_url, utcnow
 from abconv.store.counts import ResultCounts
 from abconv.store.events import Events
 from abconv.store.excluded import ExcludedCounts
+from abconv.store.phases import Phases, StoredPhase
 from abconv.store.rollups import Rollups
 from abconv.store.tables import CONVERSION, EXPOSURE, NewConversion, StoredExposure
 
@@ -40,6 +41,7 @@ class Store:
         self._hot = self.database.hot
         self.events = Events(self.database, Rollups(self.database))
         self.excluded = ExcludedCounts(self.database)
+        self.phases = Phases(self.database)
 
     # -- the database --------------------------------------------------------
 
@@ -82,9 +84,13 @@ class Store:
         return self.events.exposures_for(conn, visitors)
 
     def record_exposures(
-        self, visitor: str, variants: dict[str, str], at: datetime | None = None
+        self,
+        visitor: str,
+        variants: dict[str, str],
+        at: datetime | None = None,
+        phases: Mapping[str, int] | None = None,
     ) -> dict[str, str]:
-        return self.events.record_exposures(visitor, variants, at)
+        return self.events.record_exposures(visitor, variants, at, phases)
 
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         return self.events.insert_exposures(conn, rows)
@@ -116,10 +122,22 @@ class Store:
         """(day, reason, requests) of ``experiment``, by day then reason."""
         return self.excluded.of(experiment)
 
+    # -- phases (abconv.store.phases) ------------------------------------------
+
+    def phases_of(self, experiment: str) -> list[StoredPhase]:
+        """The phases of ``experiment``, oldest first."""
+        return self.phases.of(experiment)
+
+    def current_phase(self, experiment: str, definition: dict[str, Any]) -> StoredPhase:
+        """The phase ``experiment`` runs in with ``definition``, started now if new."""
+        return self.phases.current(experiment, definition)
+
     # -- rollups and results -------------------------------------------------
 
-    def result_counts(self, experiment: str, caps: Mapping[str, float]) -> ResultCounts:
-        """The experiment's counts for its results, from the rollups alone.
+    def result_counts(
+        self, experiment: str, caps: Mapping[str, float], phase: int = 1
+    ) -> ResultCounts:
+        """The experiment's counts of ``phase`` for its results, from the rollups alone.
 
         ``caps`` (goal → cap) are the experiment file's; when they differ from
         the caps the rollups were built with, the per-goal totals are first
@@ -133,7 +151,7 @@ class Store:
             with _overflow_as_value_error(experiment):
                 self.events.rollups.recap(experiment, wanted)
         with self.database.reading() as conn:
-            return results.result_counts(conn, experiment)
+            return results.result_counts(conn, experiment, phase)
 
     def rebuild_rollups(
         self,

@@ -10,7 +10,7 @@ transaction; a duplicate changes nothing.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,18 +42,18 @@ from abconv.store.tables import (
 )
 
 _CONVERSION_COLUMNS = (
-    "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at",
+    "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
 
 
-EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at")
+EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at", "phase")
 
 
 _INSERT_CONVERSIONS_POSTGRES = sa.text(
     f"INSERT INTO conversion ({', '.join(_CONVERSION_COLUMNS)}) SELECT * FROM unnest("
     "CAST(:experiment AS varchar[]), CAST(:variant AS varchar[]), CAST(:visitor AS varchar[]), "
     "CAST(:goal AS varchar[]), CAST(:kind AS varchar[]), CAST(:value AS float8[]), "
-    "CAST(:event_id AS varchar[]), CAST(:created_at AS timestamp[])) "
+    "CAST(:event_id AS varchar[]), CAST(:created_at AS timestamp[]), CAST(:phase AS int4[])) "
     f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING visitor, event_id, experiment"
 )
 
@@ -68,19 +68,25 @@ class Events:
         insert = database.insert
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
-            EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+            EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at, EXPOSURE.c.phase
         ).where(EXPOSURE.c.visitor == sa.bindparam("visitor"))
         self._insert_exposure = (
             insert(EXPOSURE)
             .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at)
+            .returning(
+                EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at, EXPOSURE.c.phase
+            )
         )
         self._select_event = sa.select(*(CONVERSION.c[n] for n in _CONVERSION_COLUMNS)).where(
             CONVERSION.c.visitor == sa.bindparam("visitor"),
             CONVERSION.c.event_id == sa.bindparam("event_id"),
         )
         self._select_exposures_of_many = sa.select(
-            EXPOSURE.c.visitor, EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at
+            EXPOSURE.c.visitor,
+            EXPOSURE.c.experiment,
+            EXPOSURE.c.variant,
+            EXPOSURE.c.created_at,
+            EXPOSURE.c.phase,
         )
         self._select_exposures_of_any = self._select_exposures_of_many.where(
             EXPOSURE.c.visitor
@@ -92,22 +98,24 @@ class Events:
             insert(EXPOSURE)
             .values({name: sa.bindparam(name) for name in EXPOSURE_COLUMNS})
             .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at)
+            .returning(
+                EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at, EXPOSURE.c.phase
+            )
             .cte("new")
         )
         day = sa.cast(new.c.created_at, sa.Date)
         counted = insert(ROLLUP_EXPOSURE).from_select(
-            ["experiment", "variant", "day", "visitors"],
-            sa.select(new.c.experiment, new.c.variant, day, sa.func.count()).group_by(
-                new.c.experiment, new.c.variant, day
+            ["experiment", "variant", "phase", "day", "visitors"],
+            sa.select(new.c.experiment, new.c.variant, new.c.phase, day, sa.func.count()).group_by(
+                new.c.experiment, new.c.variant, new.c.phase, day
             ),
         )
         counted = counted.on_conflict_do_update(
-            index_elements=["experiment", "variant", "day"],
+            index_elements=["experiment", "variant", "phase", "day"],
             set_={"visitors": ROLLUP_EXPOSURE.c.visitors + counted.excluded.visitors},
         )
         self._insert_one_exposure = sa.select(
-            new.c.experiment, new.c.variant, new.c.created_at
+            new.c.experiment, new.c.variant, new.c.created_at, new.c.phase
         ).add_cte(counted.cte("counted"))
         self._insert_conversion = (
             insert(CONVERSION)
@@ -150,15 +158,20 @@ class Events:
             found = conn.execute(self._select_exposures_of_any, {"visitors": wanted})
         return {
             (row.visitor, row.experiment): StoredExposure(
-                row.experiment, row.variant, row.created_at
+                row.experiment, row.variant, row.created_at, row.phase
             )
             for row in found.all()
         }
 
     def record_exposures(
-        self, visitor: str, variants: dict[str, str], at: datetime | None = None
+        self,
+        visitor: str,
+        variants: dict[str, str],
+        at: datetime | None = None,
+        phases: Mapping[str, int] | None = None,
     ) -> dict[str, str]:
-        """Record first exposures (experiment → variant); return what is stored.
+        """Record first exposures (experiment → variant) in ``phases`` (experiment →
+        phase number, 1 when not given); return what is stored.
 
         An exposure recorded earlier, by this or another worker, wins: the
         returned mapping holds the stored variant for every experiment asked.
@@ -166,10 +179,12 @@ class Events:
         if not variants:
             return {}
         at = at or utcnow()
-        rows = [
-            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at}
+        phases = phases or {}
+        rows: list[dict[str, Any]] = [
+            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at,
+             "phase": phases.get(key, 1)}
             for key, variant in variants.items()
-        ]
+        ]  # fmt: skip
         hot = self.database.hot
         if hot is not None:
             with self.database.using(), as_database_error():
@@ -182,7 +197,11 @@ class Events:
                 inserted = self.insert_exposures(conn, rows)
         if inserted == len(rows):
             self.exposure_cache.put(
-                visitor, [StoredExposure(key, variant, at) for key, variant in variants.items()]
+                visitor,
+                [
+                    StoredExposure(key, row["variant"], at, row["phase"])
+                    for key, row in zip(variants, rows, strict=True)
+                ],  # fmt: skip
             )
             return dict(variants)
         stored = self.exposures_of(visitor, list(variants))
@@ -206,8 +225,10 @@ class Events:
             with self.database.using(), as_database_error():
                 found = hot.read(SELECT_EVENT, (visitor, event_id))
             return [
-                NewConversion(e, v, who, goal, kind, value, event, datetime.fromisoformat(at))
-                for e, v, who, goal, kind, value, event, at in found
+                NewConversion(
+                    e, v, who, goal, kind, value, event, datetime.fromisoformat(at), phase
+                )
+                for e, v, who, goal, kind, value, event, at, phase in found
             ]
         with self.database.autocommit() as conn:
             rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
@@ -301,7 +322,7 @@ def _insert_conversions_hot(
             connection.execute(
                 INSERT_CONVERSION,
                 (row.experiment, row.variant, row.visitor, row.goal, row.kind, row.value,
-                 row.event_id, stored_time(row.created_at)),
+                 row.event_id, stored_time(row.created_at), row.phase),
             ).fetchall()
         )
         for row in rows
@@ -337,11 +358,11 @@ def _exposures_for_hot(
     found = {}
     for chunk in _chunks(sorted(set(visitors))):
         marks = ", ".join("?" * len(chunk))
-        for visitor, experiment, variant, at in connection.execute(
+        for visitor, experiment, variant, at, phase in connection.execute(
             f"{SELECT_EXPOSURES_OF_MANY} ({marks})", chunk
         ):
             found[(visitor, experiment)] = StoredExposure(
-                experiment, variant, datetime.fromisoformat(at)
+                experiment, variant, datetime.fromisoformat(at), phase
             )
     return found
 

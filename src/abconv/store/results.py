@@ -32,14 +32,17 @@ def recorded_caps(conn: Connection, experiment: str) -> dict[str, float]:
     return {goal: float(cap) for goal, cap in conn.execute(query).all()}
 
 
-def result_counts(conn: Connection, experiment: str) -> ResultCounts:
+def result_counts(conn: Connection, experiment: str, phase: int) -> ResultCounts:
+    """The counts of the visitors first exposed in ``phase``."""
     visitors: dict[str, int] = defaultdict(int)
     new_visitors: dict[datetime.date, dict[str, int]] = defaultdict(dict)
-    for variant, day, n in _rows(conn, ROLLUP_EXPOSURE, experiment, "variant", "day", "visitors"):
+    rows = _rows(conn, ROLLUP_EXPOSURE, experiment, phase, "variant", "day", "visitors")
+    for variant, day, n in rows:
         visitors[variant] += n
         new_visitors[day][variant] = n
     goals, kinds = {}, defaultdict(set)
-    for row in conn.execute(sa.select(ROLLUP_GOAL).where(ROLLUP_GOAL.c.experiment == experiment)):
+    in_phase = (ROLLUP_GOAL.c.experiment == experiment) & (ROLLUP_GOAL.c.phase == phase)
+    for row in conn.execute(sa.select(ROLLUP_GOAL).where(in_phase)):
         goals[(row.goal, row.variant)] = GoalCounts(
             int(row.converting), int(row.events), float(row.value_sum),
             float(row.value_sum_squares), float(row.value_sum_cubes), int(row.capped_visitors),
@@ -47,7 +50,7 @@ def result_counts(conn: Connection, experiment: str) -> ResultCounts:
         kinds[row.goal].add(row.kind)
     converting: dict[datetime.date, dict[tuple[str, str], int]] = defaultdict(dict)
     for goal, variant, day, n in _rows(
-        conn, ROLLUP_GOAL_DAY, experiment, "goal", "variant", "day", "converting"
+        conn, ROLLUP_GOAL_DAY, experiment, phase, "goal", "variant", "day", "converting"
     ):
         if n:
             converting[day][(goal, variant)] = n
@@ -63,6 +66,7 @@ def result_counts(conn: Connection, experiment: str) -> ResultCounts:
             conn,
             ROLLUP_PAIR,
             experiment,
+            phase,
             "variant",
             "first_goal",
             "then_goal",
@@ -95,6 +99,10 @@ def _pair(
     )
 
 
-def _rows(conn: Connection, table: sa.Table, experiment: str, *names: str) -> list[tuple[Any, ...]]:
-    query = sa.select(*(table.c[name] for name in names)).where(table.c.experiment == experiment)
+def _rows(
+    conn: Connection, table: sa.Table, experiment: str, phase: int, *names: str
+) -> list[tuple[Any, ...]]:
+    query = sa.select(*(table.c[name] for name in names)).where(
+        table.c.experiment == experiment, table.c.phase == phase
+    )
     return [tuple(row) for row in conn.execute(query).all()]

@@ -104,9 +104,11 @@ def _exposures(conn: Connection, key: str, day: Any) -> None:
     _into(
         conn,
         ROLLUP_EXPOSURE,
-        sa.select(e.experiment, e.variant, on_day.label("day"), sa.func.count().label("visitors"))
+        sa.select(
+            e.experiment, e.variant, e.phase, on_day.label("day"), sa.func.count().label("visitors")
+        )
         .where(e.experiment == key)
-        .group_by(e.experiment, e.variant, on_day),
+        .group_by(e.experiment, e.variant, e.phase, on_day),
     )
 
 
@@ -120,6 +122,7 @@ def _visitor_goals(conn: Connection, key: str) -> None:
             c.visitor,
             c.goal,
             sa.func.max(c.variant).label("variant"),  # one per visitor: their exposure's
+            sa.func.max(c.phase).label("phase"),  # likewise
             sa.func.max(c.kind).label("kind"),
             sa.func.min(c.created_at).label("first_at"),
             sa.func.max(c.created_at).label("last_at"),
@@ -141,6 +144,7 @@ def _goals(conn: Connection, key: str) -> None:
         sa.select(
             s.experiment,
             s.variant,
+            s.phase,
             s.goal,
             sa.func.max(s.kind).label("kind"),
             sa.func.count().label("converting"),
@@ -157,18 +161,18 @@ def _goals(conn: Connection, key: str) -> None:
             )
         )
         .where(s.experiment == key)
-        .group_by(s.experiment, s.variant, s.goal),
+        .group_by(s.experiment, s.variant, s.phase, s.goal),
     )
 
 
 def _goal_days(conn: Connection, key: str, day: Any) -> None:
     s, c = ROLLUP_VISITOR_GOAL.c, CONVERSION.c
     firsts = sa.select(
-        s.experiment, s.variant, s.goal, day(s.first_at).label("day"),
+        s.experiment, s.variant, s.phase, s.goal, day(s.first_at).label("day"),
         sa.literal(1).label("converting"), sa.literal(0).label("events"),
     ).where(s.experiment == key)  # fmt: skip
     events = sa.select(
-        c.experiment, c.variant, c.goal, day(c.created_at).label("day"),
+        c.experiment, c.variant, c.phase, c.goal, day(c.created_at).label("day"),
         sa.literal(0).label("converting"), sa.literal(1).label("events"),
     ).where(c.experiment == key)  # fmt: skip
     both = sa.union_all(firsts, events).subquery()
@@ -178,11 +182,12 @@ def _goal_days(conn: Connection, key: str, day: Any) -> None:
         sa.select(
             both.c.experiment,
             both.c.variant,
+            both.c.phase,
             both.c.goal,
             both.c.day,
             sa.func.sum(both.c.converting).label("converting"),
             sa.func.sum(both.c.events).label("events"),
-        ).group_by(both.c.experiment, both.c.variant, both.c.goal, both.c.day),
+        ).group_by(both.c.experiment, both.c.variant, both.c.phase, both.c.goal, both.c.day),
     )
 
 
@@ -194,6 +199,7 @@ def _pairs(conn: Connection, key: str) -> None:
         sa.select(
             first.c.experiment,
             first.c.variant,
+            first.c.phase,
             first.c.goal.label("first_goal"),
             then.c.goal.label("then_goal"),
             sa.func.count().label("both"),
@@ -212,5 +218,5 @@ def _pairs(conn: Connection, key: str) -> None:
             )
         )
         .where(first.c.experiment == key)
-        .group_by(first.c.experiment, first.c.variant, first.c.goal, then.c.goal),
+        .group_by(first.c.experiment, first.c.variant, first.c.phase, first.c.goal, then.c.goal),
     )

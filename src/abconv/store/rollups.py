@@ -162,13 +162,15 @@ class Rollups:
             rollup_rebuild.recap(conn, experiment, caps)
 
     def exposures_added(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
-        """Count new exposures, given as (experiment, variant, created_at)."""
-        days = Counter((experiment, variant, at.date()) for experiment, variant, at in rows)
+        """Count new exposures, given as (experiment, variant, created_at, phase)."""
+        days = Counter(
+            (experiment, variant, phase, at.date()) for experiment, variant, at, phase in rows
+        )
         if days:
             conn.execute(
                 self._add_exposures,
-                [{"experiment": e, "variant": v, "day": d, "visitors": n}
-                 for (e, v, d), n in sorted(days.items())],
+                [{"experiment": e, "variant": v, "phase": p, "day": d, "visitors": n}
+                 for (e, v, p, d), n in sorted(days.items())],
             )  # fmt: skip
 
     def conversions_added(self, conn: Connection, rows: Sequence[NewConversion]) -> None:
@@ -260,22 +262,27 @@ class _Batch:
         visitor_goals[row.goal] = after
         self.states[key] = {
             "experiment": row.experiment, "visitor": row.visitor, "variant": row.variant,
-            **{n: getattr(after, n) for n in _STATE_FIELDS},
+            "phase": row.phase, **{n: getattr(after, n) for n in _STATE_FIELDS},
         }  # fmt: skip
-        scope = {"experiment": row.experiment, "variant": row.variant}
+        scope: dict[str, Any] = {
+            "experiment": row.experiment, "variant": row.variant, "phase": row.phase,
+        }  # fmt: skip
         cap = self.caps.get((row.experiment, row.goal))
         goal = _goal_delta(before, after, cap)
-        self._merge(self.goals, (row.experiment, row.variant, row.goal), scope, goal, _GOAL_SUMS)
+        self._merge(
+            self.goals, (row.experiment, row.variant, row.goal, row.phase), scope, goal, _GOAL_SUMS
+        )
         for day, (converting, events) in _day_deltas(before, after, row.created_at.date()).items():
             self._merge(
-                self.days, (row.experiment, row.variant, row.goal, day), scope,
+                self.days, (row.experiment, row.variant, row.goal, row.phase, day), scope,
                 {"goal": row.goal, "day": day, "converting": converting, "events": events},
                 ("converting", "events"),
             )  # fmt: skip
         others = (state for goal, state in visitor_goals.items() if goal != row.goal)
         for pair in _pair_deltas(before, after, others):
             self._merge(
-                self.pairs, (row.experiment, row.variant, pair["first_goal"], pair["then_goal"]),
+                self.pairs,
+                (row.experiment, row.variant, pair["first_goal"], pair["then_goal"], row.phase),
                 scope, pair, ("both", "then_after_first"),
             )  # fmt: skip
 
@@ -283,7 +290,7 @@ class _Batch:
     def _merge(
         into: dict[tuple[Any, ...], dict[str, Any]],
         key: tuple[Any, ...],
-        scope: dict[str, str],
+        scope: dict[str, Any],
         delta: dict[str, Any],
         counters: tuple[str, ...],
     ) -> None:

@@ -31,31 +31,32 @@ from abconv.store.tables import (
     ROLLUP_VISITOR_GOAL,
 )
 
-SELECT_EXPOSURES = "SELECT experiment, variant, created_at FROM exposure WHERE visitor = ?"
+SELECT_EXPOSURES = "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = ?"
 INSERT_EXPOSURE = (
-    "INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
+    "INSERT INTO exposure (experiment, visitor, variant, created_at, phase) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
 )
 # The rollup of a new exposure (see abconv.store.rollups), in the same transaction.
 COUNT_EXPOSURES = (
-    "INSERT INTO rollup_exposure (experiment, variant, day, visitors) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (experiment, variant, day) DO UPDATE SET visitors = visitors + excluded.visitors"
+    "INSERT INTO rollup_exposure (experiment, variant, phase, day, visitors) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (experiment, variant, phase, day) "
+    "DO UPDATE SET visitors = visitors + excluded.visitors"
 )
 
 # The statements of /api/convert: its event id's earlier rows, the insert,
 # and the rollups (see abconv.store.rollups) in the same transaction.
 CONVERSION_COLUMNS = (
-    "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at",
+    "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
 SELECT_EVENT = (
     f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion WHERE visitor = ? AND event_id = ?"
 )
 INSERT_CONVERSION = (
-    f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING id"
 )
 SELECT_EXPOSURES_OF_MANY = (
-    "SELECT visitor, experiment, variant, created_at FROM exposure WHERE visitor IN"
+    "SELECT visitor, experiment, variant, created_at, phase FROM exposure WHERE visitor IN"
 )
 SELECT_STATES = (
     "SELECT visitor, goal, kind, first_at, last_at, total, events FROM rollup_visitor_goal "
@@ -234,11 +235,12 @@ class SqliteHotPath:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
 
-    def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime]]:
+    def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime, int]]:
         with self._reopened_if_read_only():
             rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
         return [
-            (experiment, variant, datetime.fromisoformat(at)) for experiment, variant, at in rows
+            (experiment, variant, datetime.fromisoformat(at), phase)
+            for experiment, variant, at, phase in rows
         ]
 
     def insert_exposures(self, rows: list[dict[str, Any]]) -> int:
@@ -250,12 +252,12 @@ class SqliteHotPath:
     @staticmethod
     def insert_exposures_in(connection: sqlite3.Connection, rows: list[dict[str, Any]]) -> int:
         """:meth:`insert_exposures` inside the caller's :meth:`transaction`."""
-        days: Counter[tuple[str, str, str]] = Counter()
+        days: Counter[tuple[str, str, int, str]] = Counter()
         for r in rows:
-            at = r["created_at"]
-            values = (r["experiment"], r["visitor"], r["variant"], stored_time(at))
+            at, phase = r["created_at"], r.get("phase", 1)
+            values = (r["experiment"], r["visitor"], r["variant"], stored_time(at), phase)
             if connection.execute(INSERT_EXPOSURE, values).fetchall():
-                days[(r["experiment"], r["variant"], at.date().isoformat())] += 1
+                days[(r["experiment"], r["variant"], phase, at.date().isoformat())] += 1
         connection.executemany(COUNT_EXPOSURES, [(*day, n) for day, n in sorted(days.items())])
         return sum(days.values())
 

@@ -19,6 +19,8 @@ class Exposure(SQLModel, table=True):
     visitor: str = Field(max_length=128)
     variant: str = Field(max_length=64)
     created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
+    # The phase the serving process knew as current (README, "Phases").
+    phase: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 # Event ids are the visitor's: another visitor reusing one is a different
@@ -40,10 +42,23 @@ class Conversion(SQLModel, table=True):
     value: float | None = None
     event_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
+    phase: int = Field(default=1, sa_column_kwargs={"server_default": "1"})  # the exposure's
+
+
+class Phase(SQLModel, table=True):
+    """A stretch of an experiment's life with one definition (README, "Phases")."""
+
+    experiment: str = Field(max_length=64, primary_key=True)
+    number: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    started_at: datetime = Field(sa_type=sa.DateTime())  # naive UTC
+    # weights, traffic and variants as JSON; NULL: not known yet (a phase 1
+    # made by the migration), filled in by the first server that serves it.
+    definition: str | None = Field(default=None, sa_type=sa.Text())
 
 
 EXPOSURE = Exposure.__table__  # type: ignore[attr-defined]
 CONVERSION = Conversion.__table__  # type: ignore[attr-defined]
+PHASE = Phase.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class StoredExposure:
     experiment: str
     variant: str
     created_at: datetime  # naive UTC
+    phase: int = 1
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class NewConversion:
     value: float | None
     event_id: str | None
     created_at: datetime  # naive UTC
+    phase: int = 1  # the visitor's exposure's
 
 
 # -- rollups: counters kept as events arrive (see abconv.store.rollups) ------------
@@ -74,10 +91,16 @@ def _key(*names: str) -> list[sa.Column[str]]:
     return [sa.Column(name, sa.String(64), primary_key=True) for name in names]
 
 
+def _phase_key() -> sa.Column[int]:
+    """The phase the counted visitors were first exposed in (README, "Phases")."""
+    return sa.Column("phase", sa.Integer(), primary_key=True, autoincrement=False)
+
+
 ROLLUP_EXPOSURE = sa.Table(  # visitors first exposed on that day
     "rollup_exposure",
     SQLModel.metadata,
     *_key("experiment", "variant"),
+    _phase_key(),
     sa.Column("day", sa.Date(), primary_key=True),
     sa.Column("visitors", sa.Integer(), nullable=False),
 )
@@ -86,6 +109,7 @@ ROLLUP_GOAL = sa.Table(  # per-visitor totals of a goal, capped at the recorded 
     "rollup_goal",
     SQLModel.metadata,
     *_key("experiment", "variant", "goal"),
+    _phase_key(),
     sa.Column("kind", sa.String(8), nullable=False),  # "soft" when any row says so
     sa.Column("converting", sa.Integer(), nullable=False),
     sa.Column("events", sa.Integer(), nullable=False),
@@ -99,6 +123,7 @@ ROLLUP_GOAL_DAY = sa.Table(  # first conversions on the goal, and events, that d
     "rollup_goal_day",
     SQLModel.metadata,
     *_key("experiment", "variant", "goal"),
+    _phase_key(),
     sa.Column("day", sa.Date(), primary_key=True),
     sa.Column("converting", sa.Integer(), nullable=False),
     sa.Column("events", sa.Integer(), nullable=False),
@@ -108,6 +133,7 @@ ROLLUP_PAIR = sa.Table(  # visitors with conversions on both goals, for every or
     "rollup_pair",
     SQLModel.metadata,
     *_key("experiment", "variant", "first_goal", "then_goal"),
+    _phase_key(),
     sa.Column("both", sa.Integer(), nullable=False),
     # of those, visitors whose last then_goal conversion is at or after their first first_goal one
     sa.Column("then_after_first", sa.Integer(), nullable=False),
@@ -120,6 +146,7 @@ ROLLUP_VISITOR_GOAL = sa.Table(  # a visitor's conversions on a goal, summed
     sa.Column("visitor", sa.String(128), primary_key=True),
     *_key("goal"),
     sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("phase", sa.Integer(), nullable=False),
     sa.Column("kind", sa.String(8), nullable=False),
     sa.Column("first_at", sa.DateTime(), nullable=False),  # naive UTC
     sa.Column("last_at", sa.DateTime(), nullable=False),

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from abconv import results as results_module
 from abconv import service
+from abconv.experiments import phases
 from abconv.inputs import (
     conversion_input,
     experiment_list,
@@ -100,13 +101,13 @@ def experiment(key: str) -> Response:
 @bp.get("/api/experiments/<key>/results")
 @admin_required
 def results(key: str) -> Response:
-    return jsonify(results_of(key))
+    return jsonify(results_of(key, request.args.get("phase")))
 
 
 @bp.get("/api/experiments/<key>/results.csv")
 @admin_required
 def results_csv(key: str) -> Response:
-    text = results_module.results_csv(results_of(key))
+    text = results_module.results_csv(results_of(key, request.args.get("phase")))
     return Response(
         text,
         mimetype="text/csv",
@@ -114,14 +115,19 @@ def results_csv(key: str) -> Response:
     )
 
 
-def results_of(key: str) -> dict[str, Any]:
-    """The results document of experiment ``key`` (404 unknown, 409 stored data out of range)."""
+def results_of(key: str, phase: str | None = None) -> dict[str, Any]:
+    """The results document of experiment ``key`` in ``phase`` (default the current
+    one; 404 unknown experiment or phase, 409 stored data out of range)."""
     experiment = services().experiment(key)
+    shown, every = service.results_phase(services(), experiment, phase)
+    if shown.definition is not None:
+        experiment = phases.as_in_phase(experiment, shown.definition)
     with results_module.stored_data_checked(key):
         store = services().store
-        counts = store.result_counts(key, results_module.caps(experiment))
+        counts = store.result_counts(key, results_module.caps(experiment), shown.number)
         excluded = store.excluded_counts(key)
-        return results_module.results_document(experiment, counts, utcnow(), excluded)
+        document = results_module.results_document(experiment, counts, utcnow(), excluded)
+    return {**document, "phase": shown.number, "phases": [p.to_dict() for p in every]}
 
 
 @bp.get("/healthz")

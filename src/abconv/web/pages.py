@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from abconv.errors import AbconvError
-from abconv.experiments import Experiment, ExperimentRegistry
+from abconv.experiments import Experiment, ExperimentRegistry, phases
 from abconv.experiments.layers import Layer
 from abconv.results.excluded import REASONS
 from abconv.web import charts, verdict
@@ -79,7 +79,7 @@ def _row(experiment: Experiment) -> Row:
 @admin_required
 def results(key: str) -> str:
     experiment = services().experiment(key)
-    document = results_of(key)
+    document = results_of(key, request.args.get("phase"))
     view = verdict.VIEWS.get(request.args.get("view", ""))
     if view is None:
         view = verdict.default_view(experiment.analysis.method)
@@ -103,6 +103,7 @@ def results(key: str) -> str:
             for goal in goals
         ],  # fmt: skip
         timeline=_timeline(document),
+        phases=[(p, phases.summary(p["definition"])) for p in document["phases"]],
         funnels=[charts.funnel(pair) for pair in document.get("soft_to_hard") or []],
         bounce=(bounce := document.get("bounce")),
         bounce_sentences=verdict.bounce_sentences(bounce, view, experiment.analysis.alpha),

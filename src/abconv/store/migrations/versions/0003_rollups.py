@@ -1,11 +1,10 @@
-"""Rollups: counters kept as events arrive, built here from the rows already stored.
+"""Rollups: counters kept as events arrive.
 
-Tables as in :mod:`abconv.store.tables`; they are filled by
-:func:`abconv.store.rollup_rebuild.rebuild` (no caps recorded: the first
-read of an experiment whose goals have a cap applies them). That function
-writes the tables of the newest code: a later revision that changes them
-must move this call into itself (leaving the tables empty here), or an
-upgrade from before 0003 would rebuild into tables not yet changed.
+Created empty: :func:`abconv.store.rollup_rebuild.rebuild` fills them from
+the rows already stored in 0006, the latest revision that changes them (no
+caps recorded: the first read of an experiment whose goals have a cap
+applies them). That function writes the tables of the newest code: a later
+revision that changes them must move the call into itself.
 
 Revision ID: 0003
 Revises: 0002
@@ -75,9 +74,6 @@ def upgrade() -> None:
         *_key("experiment", "goal"),
         sa.Column("cap", sa.Float(), nullable=False),
     )
-    from abconv.store.rollup_rebuild import rebuild
-
-    rebuild(op.get_bind())
 
 
 def downgrade() -> None:
