@@ -41,8 +41,10 @@ from abconv.stats.frequentist import (
 )
 from abconv.stats.inputs import AnalysisInput, GoalInput, Look, parse_input
 from abconv.stats.planning import Plan, plan
+from abconv.stats.ratio import RatioMoments, ratio_comparison, ratio_estimate
 from abconv.stats.results import (
     Comparison,
+    CountSummary,
     GoalResult,
     Results,
     SequentialDesign,
@@ -205,6 +207,8 @@ def _goal_result(
         for variant, counts in zip(parsed.variants, goal.counts, strict=True)
     ]
     moments = [_moments(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
+    events = [_events(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
+    ratios = [_ratios(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
     bayes = compare_beta_posteriors(
         [BetaPosterior.from_counts(p.n, p.x) for p in proportions], control
     )
@@ -220,6 +224,8 @@ def _goal_result(
             settings,
             tuning,
             None if design is None or not goal.primary else design.look(parsed.variants[i].key),
+            _metric_comparison(events[i], events[control], settings, tuning),
+            _ratio_comparisons(ratios[i], ratios[control], settings.alpha),
         )
         for i in range(len(proportions))
     ]
@@ -234,12 +240,13 @@ def _goal_result(
             rate_ci=wilson_interval(proportions[i], settings.alpha),
             prob_best=bayes.prob_best[i],
             expected_loss=bayes.expected_loss[i],
-            value=_value_summary(moments[i], proportions[i].x, settings.alpha),
+            value=_value_summary(moments[i], proportions[i].x, ratios[i], settings.alpha),
             vs_control=comparisons[i],
+            count=_count_summary(events[i], settings.alpha),
         )
         for i, variant in enumerate(parsed.variants)
     )
-    return GoalResult(goal.key, goal.kind, goal.primary, variants, goal.guard)
+    return GoalResult(goal.key, goal.kind, goal.primary, variants, goal.guard, goal.count)
 
 
 def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None:
@@ -251,6 +258,59 @@ def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None
     )
 
 
+def _events(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None:
+    """Conversion events per visitor (every exposed visitor, 0 without the goal)."""
+    counts = goal.counts[index]
+    if not goal.count or counts.events is None or counts.events_sum_squares is None:
+        return None
+    return SampleMoments(visitors, counts.events, counts.events_sum_squares)
+
+
+_Ratios = tuple[RatioMoments, RatioMoments | None]
+
+
+def _ratios(visitors: int, goal: GoalInput, index: int) -> _Ratios | None:
+    """Value per converting visitor (the denominator: 1 for a converting visitor, so
+    Σ d = Σ d² = conversions and Σ m·d = Σ m) and, with the events' sums, value per
+    order (the denominator: the visitor's events); ``None`` without values."""
+    c = goal.counts[index]
+    if c.value_sum is None or c.value_sum_squares is None:
+        return None
+    x = float(c.conversions)
+    per_visitor = RatioMoments(visitors, c.value_sum, c.value_sum_squares, x, x, c.value_sum)
+    if c.events is None or c.events_sum_squares is None or c.value_events_sum is None:
+        return per_visitor, None
+    per_order = RatioMoments(
+        visitors, c.value_sum, c.value_sum_squares, c.events, c.events_sum_squares,
+        c.value_events_sum,
+    )  # fmt: skip
+    return per_visitor, per_order
+
+
+def _metric_comparison(
+    treatment: SampleMoments | None,
+    control: SampleMoments | None,
+    settings: AnalysisSettings,
+    tuning: int,
+) -> ValueComparison | None:
+    if treatment is None or control is None:
+        return None
+    return _value_comparison(treatment, control, settings, tuning)
+
+
+def _ratio_comparisons(
+    treatment: _Ratios | None, control: _Ratios | None, alpha: float
+) -> ValueComparison | None:
+    """The ratio metrics' comparisons, carried in an otherwise empty ``ValueComparison``."""
+    if treatment is None or control is None:
+        return None
+    per_order = None
+    if treatment[1] is not None and control[1] is not None:
+        per_order = ratio_comparison(treatment[1], control[1], alpha)
+    per_visitor = ratio_comparison(treatment[0], control[0], alpha)
+    return ValueComparison(None, None, None, None, per_visitor, per_order)
+
+
 def _comparison(
     treatment: Proportion,
     control: Proportion,
@@ -260,15 +320,20 @@ def _comparison(
     settings: AnalysisSettings,
     tuning: int,
     look: SequentialLook | None = None,
+    count: ValueComparison | None = None,
+    ratios: ValueComparison | None = None,
 ) -> Comparison:
-    """``look``: the group-sequential test that replaces the confidence sequence."""
+    """``look``: the group-sequential test that replaces the confidence sequence;
+    ``count``: events per visitor; ``ratios``: the value goal's ratio metrics."""
     diff = None if treatment.rate is None or control.rate is None else treatment.rate - control.rate
     lift = rel_lift(treatment, control)
-    value = (
-        None
-        if treatment_value is None or control_value is None
-        else _value_comparison(treatment_value, control_value, settings, tuning)
-    )
+    value = _metric_comparison(treatment_value, control_value, settings, tuning)
+    if value is not None and ratios is not None:
+        value = replace(
+            value,
+            per_converting_visitor=ratios.per_converting_visitor,
+            per_order=ratios.per_order,
+        )
     if look is not None:
         abs_ci, lift_ci = _repeated_intervals(
             treatment, control, look.boundary, look.lower_boundary
@@ -291,7 +356,7 @@ def _comparison(
         abs_ci = wald_diff_interval(treatment, control, settings.alpha)
         lift_ci = rel_lift_interval(treatment, control, settings.alpha)
         p_value = two_proportion_ztest(treatment, control)
-    return Comparison(diff, abs_ci, lift, lift_ci, p_value, None, chance, value)
+    return Comparison(diff, abs_ci, lift, lift_ci, p_value, None, chance, value, count)
 
 
 def _repeated_intervals(
@@ -350,9 +415,19 @@ def _with_holm(comparisons: list[Comparison | None]) -> list[Comparison | None]:
 
 
 def _value_summary(
-    moments: SampleMoments | None, conversions: int, alpha: float
+    moments: SampleMoments | None, conversions: int, ratios: _Ratios | None, alpha: float
 ) -> ValueSummary | None:
     if moments is None:
         return None
     aov = moments.sum / conversions if conversions else None
-    return ValueSummary(moments.sum, moments.mean, mean_interval(moments, alpha), aov)
+    per_visitor = None if ratios is None else ratio_estimate(ratios[0], alpha)
+    per_order = None if ratios is None or ratios[1] is None else ratio_estimate(ratios[1], alpha)
+    return ValueSummary(
+        moments.sum, moments.mean, mean_interval(moments, alpha), aov, per_visitor, per_order
+    )
+
+
+def _count_summary(events: SampleMoments | None, alpha: float) -> CountSummary | None:
+    if events is None:
+        return None
+    return CountSummary(int(events.sum), events.mean, mean_interval(events, alpha))

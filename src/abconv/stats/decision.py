@@ -55,7 +55,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abconv.analysis_settings import AnalysisSettings
-from abconv.stats.guardrails import blocking_reason, guardrails, likely_worse
+from abconv.stats.guardrails import WORSE_WORDS, blocking_reason, guardrails, likely_worse
 from abconv.stats.planning import Plan
 from abconv.stats.results import (
     Comparison,
@@ -355,13 +355,14 @@ def _guarded(
 def _primary_harm(
     settings: AnalysisSettings, primary: GoalResult, winner: VariantResult
 ) -> str | None:
-    """A primary value goal whose rate won but whose value per visitor is likely lower."""
+    """A primary value (count) goal whose rate won but whose value (events) per visitor
+    is likely lower."""
     if primary.kind is not GoalKind.HARD or winner.vs_control is None:
         return None
-    value = winner.vs_control.value
-    if value is None or likely_worse(settings, winner.vs_control, 1.0) != "value":
+    aspect = likely_worse(settings, winner.vs_control, 1.0)
+    if aspect not in ("value", "count"):
         return None
-    return "probably earns less per visitor"
+    return WORSE_WORDS[aspect]
 
 
 def _control_harm(settings: AnalysisSettings, goals: Sequence[GoalResult]) -> str | None:
@@ -378,6 +379,11 @@ def _control_harm(settings: AnalysisSettings, goals: Sequence[GoalResult]) -> st
             if aspect == "value":
                 return (
                     f"'{treatment.key}' probably earns more per visitor on {goal.key} (hard goal)"
+                )
+            if aspect == "count":
+                return (
+                    f"'{treatment.key}' probably has more conversions per visitor on {goal.key} "
+                    "(hard goal)"
                 )
     return None
 

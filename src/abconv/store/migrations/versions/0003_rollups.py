@@ -1,11 +1,10 @@
 """Rollups: counters kept as events arrive, built here from the rows already stored.
 
-Tables as in :mod:`abconv.store.tables`; they are filled by
-:func:`abconv.store.rollup_rebuild.rebuild` (no caps recorded: the first
-read of an experiment whose goals have a cap applies them). That function
-writes the tables of the newest code: a later revision that changes them
-must move this call into itself (leaving the tables empty here), or an
-upgrade from before 0003 would rebuild into tables not yet changed.
+Tables as in :mod:`abconv.store.tables` at this revision. They were filled
+here by :func:`abconv.store.rollup_rebuild.rebuild` (no caps recorded: the
+first read of an experiment whose goals have a cap applies them); that
+function writes the tables of the newest code, so the call moved to 0005,
+which changes them (an upgrade from before 0003 rebuilds there).
 
 Revision ID: 0003
 Revises: 0002
@@ -75,9 +74,7 @@ def upgrade() -> None:
         *_key("experiment", "goal"),
         sa.Column("cap", sa.Float(), nullable=False),
     )
-    from abconv.store.rollup_rebuild import rebuild
-
-    rebuild(op.get_bind())
+    # Filled from the rows stored by 0005, once the tables are those of the code.
 
 
 def downgrade() -> None:
