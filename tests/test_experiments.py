@@ -189,6 +189,7 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
         "max_value": None,
         "cap": None,
         "guard": False,  # a soft goal never guards
+        "count": False,
     }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders

@@ -100,7 +100,9 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
         counts = store.result_counts("shop", {})
         assert counts.visitors == {"guide": 1, "trial": 1}
         assert counts.goals == {
-            ("purchase", "guide"): GoalCounts(1, 1, 49.9, 49.9 * 49.9, 49.9 * 49.9 * 49.9, 0)
+            ("purchase", "guide"): GoalCounts(
+                1, 1, 49.9, 49.9 * 49.9, 49.9 * 49.9 * 49.9, 0, 1.0, 49.9
+            )
         }
         assert counts.days == [
             DayCounts(date(2026, 1, 1), {"guide": 1, "trial": 1}, {("purchase", "guide"): 1})
@@ -237,7 +239,7 @@ def test_a_database_at_0002_with_rows_gets_its_rollups_built(database_url: str) 
         assert all_rows(store) == before
         counts = store.result_counts("shop", {})
         assert counts.visitors == {"guide": 1, "trial": 1}
-        assert counts.goals[("newsletter", "guide")] == GoalCounts(1, 1, 0.0, 0.0, 0.0, 0)
+        assert counts.goals[("newsletter", "guide")] == GoalCounts(1, 1, 0.0, 0.0, 0.0, 0, 1.0, 0.0)
         # alice (guide): newsletter at 10:20, purchase at 10:30, hard after soft; mallory none.
         assert counts.pairs == [PairCounts("newsletter", "purchase", "guide", 1, 1, 0),
                                 PairCounts("newsletter", "purchase", "trial", 0, 0, 0)]  # fmt: skip
@@ -253,22 +255,61 @@ def rollup_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-def test_a_database_at_0003_with_rows_upgrades_to_0004_losing_nothing(database_url: str) -> None:
-    """The release before excluded counts (revision 0003): its events and rollups
-    are kept as they were, and the new counters start empty and count."""
+# Rollups as the 0004 release kept them for OLD_SCHEMA's rows plus alice's two more
+# purchases (20 and 30: total 99.9, cut to the recorded cap 60) and bob's one (10).
+AT_0004 = """
+INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES
+    ('shop', 'bob', 'guide', '2026-01-01 12:00:00.000000');
+INSERT INTO conversion (experiment, variant, visitor, goal, kind, value, event_id, created_at)
+    VALUES ('shop', 'guide', 'alice', 'purchase', 'hard', 20, NULL, '2026-01-02 09:00:00.000000'),
+           ('shop', 'guide', 'alice', 'purchase', 'hard', 30, NULL, '2026-01-02 10:00:00.000000'),
+           ('shop', 'guide', 'bob', 'purchase', 'hard', 10, NULL, '2026-01-01 12:30:00.000000');
+INSERT INTO rollup_exposure VALUES ('shop', 'guide', '2026-01-01', 2),
+                                   ('shop', 'trial', '2026-01-01', 1);
+INSERT INTO rollup_cap VALUES ('shop', 'purchase', 60);
+INSERT INTO rollup_visitor_goal VALUES
+    ('shop', 'alice', 'purchase', 'guide', 'hard', '2026-01-01 10:30:00.123456',
+     '2026-01-02 10:00:00.000000', 99.9, 3),
+    ('shop', 'bob', 'purchase', 'guide', 'hard', '2026-01-01 12:30:00.000000',
+     '2026-01-01 12:30:00.000000', 10, 1);
+INSERT INTO rollup_goal VALUES ('shop', 'guide', 'purchase', 'hard', 2, 4, 70, 3700, 217000, 1);
+INSERT INTO rollup_goal_day VALUES ('shop', 'guide', 'purchase', '2026-01-01', 2, 2),
+                                   ('shop', 'guide', 'purchase', '2026-01-02', 0, 2);
+INSERT INTO excluded_count VALUES ('shop', 'bot', '2026-01-02', 1)
+"""
+
+
+def test_a_database_at_0004_with_rows_and_rollups_gets_the_new_sums_filled(
+    database_url: str,
+) -> None:
+    """The release before count and ratio metrics (revision 0004): its events,
+    rollups and excluded counts are kept, and the new per-visitor sums of
+    rollup_goal are filled from rollup_visitor_goal with the recorded caps, as a
+    rebuild computes them."""
     store = Store(database_url)
     try:
         with store._migrating() as conn:
             at_0002_with_old_rows(conn)
-            command.upgrade(schema._config(conn), "0003")  # builds the rollups from the rows
+            command.upgrade(schema._config(conn), "0004")
+            for statement in filter(str.strip, AT_0004.split(";")):
+                conn.exec_driver_sql(statement)
         before, rollups = all_rows(store), rollup_rows(store)
-        assert rollups["rollup_exposure"] and rollups["rollup_goal"]
         done = store.upgrade_schema()
-        assert (done.before, done.after) == ("0003", "0004") and schema.head() == "0004"
-        assert all_rows(store) == before and rollup_rows(store) == rollups
-        assert store.excluded_counts("shop") == []
-        store.count_excluded({"shop": "bot"}, date(2026, 1, 2))
+        assert (done.before, done.after) == ("0004", "0005") and schema.head() == "0005"
+        assert all_rows(store) == before
         assert store.excluded_counts("shop") == [(date(2026, 1, 2), "bot", 1)]
-        assert store.result_counts("shop", {}).visitors == {"guide": 1, "trial": 1}
+        upgraded = rollup_rows(store)
+        assert {t: r for t, r in upgraded.items() if t != "rollup_goal"} == {
+            t: r for t, r in rollups.items() if t != "rollup_goal"
+        }
+        # alice: 3 events, total cut to 60; bob: 1 event of 10. Σ events² = 9 + 1,
+        # Σ capped total x events = 60·3 + 10·1.
+        assert upgraded["rollup_goal"] == [
+            ("shop", "guide", "purchase", "hard", 2, 4, 70.0, 3700.0, 217000.0, 1, 10.0, 190.0)
+        ]
+        assert store.rebuild_rollups("shop") == ["shop"]  # keeps the recorded cap
+        assert rollup_rows(store) == upgraded
+        goal = store.result_counts("shop", {"purchase": 60.0}).goals[("purchase", "guide")]
+        assert goal == GoalCounts(2, 4, 70.0, 3700.0, 217000.0, 1, 10.0, 190.0)
     finally:
         store.dispose()
