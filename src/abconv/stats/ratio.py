@@ -10,10 +10,13 @@ them as such understates the variance; the delta method does not
 
 with the sample variances and covariance of the per-visitor ``m`` and
 ``d`` (``n - 1`` denominators). Variants are independent, so a difference
-adds their variances, and the relative lift ``R_t / R_c - 1`` has
-``Var ≈ Var_t / R_c² + R_t² Var_c / R_c⁴`` (the same expansion). Intervals
-and the p-value (of the difference) are normal (Wald); the lift's p-value
-would differ only in the second order, so the document carries one.
+adds their variances; its interval and p-value are normal (Wald). The
+relative lift ``R_t / R_c - 1`` takes the same expansion on the log scale,
+``Var(log(R_t / R_c)) ≈ Var_t / R_t² + Var_c / R_c²``, and its interval is
+``exp(log(R_t / R_c) ± z se) - 1``: on the linear scale its misses were
+lopsided (2,000 simulated experiments, ``tests/test_stats_ratio.py``: 1.0
+to 1.3 % below the truth, 3.0 to 3.7 % above), on the log scale they split
+evenly (2.2 to 2.4 % each side).
 
 Undefined figures are ``None``: a ratio without any denominator, a
 variance with fewer than two visitors, a p-value with no spread.
@@ -113,7 +116,8 @@ def ratio_comparison(
     se = math.sqrt(v_t + v_c)
     p_value = two_sided_normal_p_value(diff / se) if se > 0 else None
     lift_ci = None
-    if lift is not None:
-        lift_se = math.sqrt(v_t / r_c**2 + r_t**2 * v_c / r_c**4)
-        lift_ci = (lift - z * lift_se, lift + z * lift_se)
+    if lift is not None and r_t > 0:
+        log_se = math.sqrt(v_t / r_t**2 + v_c / r_c**2)
+        log_lift = math.log(r_t / r_c)
+        lift_ci = (math.exp(log_lift - z * log_se) - 1.0, math.exp(log_lift + z * log_se) - 1.0)
     return RatioComparison(diff, (diff - z * se, diff + z * se), lift, lift_ci, p_value)
