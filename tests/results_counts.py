@@ -84,9 +84,7 @@ def counts_from_events(
     goals: dict[tuple[str, str], GoalCounts] = {}
     for goal in exp.goals:
         for variant in visitors:
-            keys = [
-                key for key in totals if key[0] == goal.key and variant_of[key[1]] == variant
-            ]
+            keys = [key for key in totals if key[0] == goal.key and variant_of[key[1]] == variant]
             mine = [totals[key] for key in keys]
             n = [per_visitor[key] for key in keys]
             cap = caps[goal.key]

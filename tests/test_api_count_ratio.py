@@ -28,7 +28,9 @@ VARIANTS = ("trial", "guide")
 def count_goals(experiments_dir: Path) -> None:
     """purchase: a value goal with ``count = true`` and a cap; newsletter: a soft count goal."""
     path = experiments_dir / "shop.toml"
-    text = experiment_toml().replace("primary = true\n", f"primary = true\ncount = true\ncap = {CAP:g}\n")
+    text = experiment_toml().replace(
+        "primary = true\n", f"primary = true\ncount = true\ncap = {CAP:g}\n"
+    )
     path.write_text(text.replace('kind = "soft"\n', 'kind = "soft"\ncount = true\n'))
     stamp = path.stat().st_mtime_ns + 1_000_000_000
     os.utime(path, ns=(stamp, stamp))

@@ -135,9 +135,7 @@ def test_the_delta_standard_error_agrees_with_a_bootstrap_over_visitors() -> Non
             drawn.append((value[pick], events[pick]))
         (va, ea), (vb, eb) = drawn
         boot["per_order"].append(vb.sum() / eb.sum() - va.sum() / ea.sum())
-        boot["per_converting_visitor"].append(
-            vb.sum() / (eb > 0).sum() - va.sum() / (ea > 0).sum()
-        )
+        boot["per_converting_visitor"].append(vb.sum() / (eb > 0).sum() - va.sum() / (ea > 0).sum())
         boot["lift"].append((vb.sum() / eb.sum()) / (va.sum() / ea.sum()) - 1.0)
     (va, ea), (vb, eb) = arms
     per_order = ratio_comparison(moments(vb, eb), moments(va, ea), ALPHA)
@@ -169,7 +167,8 @@ def test_delta_method_intervals_cover_the_known_truth() -> None:
     truth = {
         "per_order": (math.exp(mu_t + 0.5) - math.exp(mu_c + 0.5), 0.05),
         "per_converting_visitor": (
-            (1 + orders) * (math.exp(mu_t + 0.5) - math.exp(mu_c + 0.5)), 0.05
+            (1 + orders) * (math.exp(mu_t + 0.5) - math.exp(mu_c + 0.5)),
+            0.05,
         ),
     }
     misses = {(name, what, side): 0 for name in truth for what in ("diff", "lift")

@@ -61,7 +61,8 @@ BOUNCE_COLUMNS = [
 EXCLUDED_COLUMNS = ["excluded_reason", "excluded_requests"]
 CSV_COLUMNS = [
     "row", "goal", "kind", "primary", "variant", "control",
-    *GOAL_COLUMNS, *RATIO_COLUMNS, *COUNT_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS, *EXCLUDED_COLUMNS,
+    *GOAL_COLUMNS, *RATIO_COLUMNS, *COUNT_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS,
+    *EXCLUDED_COLUMNS,
     *EXPERIMENT_COLUMNS,
 ]  # fmt: skip
 

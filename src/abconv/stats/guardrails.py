@@ -18,9 +18,9 @@ worse.  Each hard goal other than the primary gets a :class:`Guardrail`:
   the file accepts (blocking it too held back 2 points more true winners
   in the simulation, and shipped no fewer harmful ones).
 * ``failed``: otherwise, the variant is likely worse on the goal (rate,
-  value per visitor on value goals, or events per visitor on count goals): ``chance_to_beat_control < 1 -
-  chance_to_win``, or ``p_value < alpha`` (unadjusted) with a negative
-  difference.  Blocks.
+  value per visitor on value goals, or events per visitor on count goals):
+  ``chance_to_beat_control < 1 - chance_to_win``, or ``p_value < alpha``
+  (unadjusted) with a negative difference.  Blocks.
 * ``waiting``: neither yet.  Blocks a soft-goal winner.
 * ``not_required``: the goal need not show non-inferiority (the winner won
   a hard primary goal, or the goal sets ``guard = false``); only a failure
@@ -172,7 +172,11 @@ def likely_worse(settings: AnalysisSettings, comparison: Comparison, sign: float
         return "rate"
     for aspect, per_visitor in (("value", comparison.value), ("count", comparison.count)):
         if per_visitor is not None and _worse(
-            settings, per_visitor.chance_to_beat_control, per_visitor.p_value, per_visitor.diff, sign
+            settings,
+            per_visitor.chance_to_beat_control,
+            per_visitor.p_value,
+            per_visitor.diff,
+            sign,
         ):
             return aspect
     return None

@@ -202,7 +202,9 @@ def _goal(item: Any, where: str, variants: tuple[VariantInput, ...]) -> GoalInpu
         raise ValueError(f"{where}.counts.{unknown[0]}: not a variant ({', '.join(sorted(known))})")
     counts = tuple(
         _with_events(
-            _counts(counts_raw.get(variant.key), f"{where}.counts.{variant.key}", variant, has_value),
+            _counts(
+                counts_raw.get(variant.key), f"{where}.counts.{variant.key}", variant, has_value
+            ),
             counts_raw[variant.key],
             f"{where}.counts.{variant.key}",
             count,
@@ -239,7 +241,9 @@ def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> Goa
     return GoalCounts(conversions, total, squares, cubes)
 
 
-def _with_events(counts: GoalCounts, entry: Mapping[str, Any], where: str, count: bool) -> GoalCounts:
+def _with_events(
+    counts: GoalCounts, entry: Mapping[str, Any], where: str, count: bool
+) -> GoalCounts:
     """``events`` and ``events_sum_squares``: required on count goals, optional on others
     (together); ``value_events_sum`` on value goals with them. Each converting visitor
     has a whole number of events >= 1."""

@@ -302,6 +302,7 @@ def _goal_delta(
 ) -> dict[str, Any]:
     old = (0.0, 0.0, 0.0, 0) if before is None else capped_powers(before.total, cap)
     new = capped_powers(after.total, cap)
+    old_events = 0 if before is None else before.events
     return {
         "goal": after.goal,
         "kind": after.kind,
@@ -311,8 +312,8 @@ def _goal_delta(
         "value_sum_squares": new[1] - old[1],
         "value_sum_cubes": new[2] - old[2],
         "capped_visitors": new[3] - old[3],
-        "events_sum_squares": after.events**2 - (0 if before is None else before.events**2),
-        "value_events_sum": new[0] * after.events - (0.0 if before is None else old[0] * before.events),
+        "events_sum_squares": after.events**2 - old_events**2,
+        "value_events_sum": new[0] * after.events - old[0] * old_events,
     }
 
 
