@@ -132,3 +132,28 @@ def test_count_and_ratio_metrics_equal_those_of_the_raw_events(
     assert goals["newsletter"]["variants"][0]["value"] is None  # no values: no ratios
     csv_text = client.get("/api/experiments/shop/results.csv").get_data(as_text=True)
     assert "per_order_p_value" in csv_text.splitlines()[0]
+
+
+def test_the_results_page_shows_the_metrics_beside_the_rate(
+    client: FlaskClient, experiments_dir: Path
+) -> None:
+    """The page's metric cells carry the document's figures, formatted."""
+    count_goals(experiments_dir)
+    send(client)
+    document = client.get("/api/experiments/shop/results").get_json()
+    reply = client.get("/experiments/shop")
+    assert reply.status_code == 200
+    page = reply.get_data(as_text=True)
+    purchase, newsletter = document["goals"]
+    assert page.count("<th>Conversions per visitor</th>") == 2  # both goals count
+    assert page.count("<th>Value per order</th>") == 1  # only purchase has values
+    guide = purchase["variants"][1]
+    per_order = guide["value"]["per_order"]
+    assert f"{per_order['ratio']:,.2f}<br>" in page
+    low, high = per_order["ci"]
+    assert f"{low:,.2f} to {high:,.2f}" in page
+    lift = guide["vs_control"]["value"]["per_order"]["rel_lift"]
+    assert f"{lift * 100:+.1f} %".replace("-", "−") in page
+    count = newsletter["variants"][0]["count"]
+    assert f"{count['per_visitor']:,.3f}<br>" in page
+    assert page.index("data-metric=\"count\"") > page.index('data-label="Rate"')
