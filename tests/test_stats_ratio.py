@@ -238,3 +238,27 @@ def test_the_document_carries_the_ratios_of_the_raw_arrays() -> None:
         assert compared["rel_lift_ci"] == pytest.approx(
             [r_b / r_a * math.exp(-z * log_se) - 1, r_b / r_a * math.exp(z * log_se) - 1]
         )
+
+
+@pytest.mark.parametrize("count", [False, True])
+def test_a_primary_count_goal_blocks_a_rate_winner_with_fewer_events_per_visitor(
+    count: bool,
+) -> None:
+    """'b' converts more visitors (6.5 % vs 5 %) but each converter buys once or twice
+    where 'a's buy three times: with ``count = true`` its events per visitor (0.07 vs
+    0.15) block the win, as value per visitor does on value goals."""
+    counts = {
+        "a": {"conversions": 2000, "events": 6000, "events_sum_squares": 18000.0},
+        "b": {"conversions": 2600, "events": 2800, "events_sum_squares": 3200.0},
+    }
+    document = analyze({
+        "experiment": "shop", "method": "frequentist",
+        "variants": [{"key": "a", "visitors": 40000}, {"key": "b", "visitors": 40000}],
+        "goals": [{"key": "purchase", "count": count, "counts": counts}],
+    })  # fmt: skip
+    decision = document["decision"]
+    if not count:
+        assert (decision["status"], decision["winner"]) == ("winner", "b")
+        return
+    assert (decision["status"], decision["winner"]) == ("keep_running", None)
+    assert "probably has fewer conversions per visitor on purchase" in decision["reason"]
