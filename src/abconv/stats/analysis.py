@@ -39,9 +39,16 @@ from abconv.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
+from abconv.stats.goal_metrics import (
+    RatioComparisons,
+    Ratios,
+    events_per_visitor,
+    ratio_comparisons,
+    ratio_moments,
+)
 from abconv.stats.inputs import AnalysisInput, GoalInput, Look, parse_input
 from abconv.stats.planning import Plan, plan
-from abconv.stats.ratio import RatioMoments, ratio_comparison, ratio_estimate
+from abconv.stats.ratio import ratio_estimate
 from abconv.stats.results import (
     Comparison,
     CountSummary,
@@ -206,9 +213,10 @@ def _goal_result(
         Proportion(variant.visitors, counts.conversions)
         for variant, counts in zip(parsed.variants, goal.counts, strict=True)
     ]
-    moments = [_moments(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
-    events = [_events(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
-    ratios = [_ratios(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
+    visitors = [variant.visitors for variant in parsed.variants]
+    moments = [_moments(n, goal, i) for i, n in enumerate(visitors)]
+    events = [events_per_visitor(n, goal, i) for i, n in enumerate(visitors)]
+    ratios = [ratio_moments(n, goal, i) for i, n in enumerate(visitors)]
     bayes = compare_beta_posteriors(
         [BetaPosterior.from_counts(p.n, p.x) for p in proportions], control
     )
@@ -225,7 +233,7 @@ def _goal_result(
             tuning,
             None if design is None or not goal.primary else design.look(parsed.variants[i].key),
             _metric_comparison(events[i], events[control], settings, tuning),
-            _ratio_comparisons(ratios[i], ratios[control], settings.alpha),
+            ratio_comparisons(ratios[i], ratios[control], settings.alpha),
         )
         for i in range(len(proportions))
     ]
@@ -258,35 +266,6 @@ def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None
     )
 
 
-def _events(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None:
-    """Conversion events per visitor (every exposed visitor, 0 without the goal)."""
-    counts = goal.counts[index]
-    if not goal.count or counts.events is None or counts.events_sum_squares is None:
-        return None
-    return SampleMoments(visitors, counts.events, counts.events_sum_squares)
-
-
-_Ratios = tuple[RatioMoments, RatioMoments | None]
-
-
-def _ratios(visitors: int, goal: GoalInput, index: int) -> _Ratios | None:
-    """Value per converting visitor (the denominator: 1 for a converting visitor, so
-    Σ d = Σ d² = conversions and Σ m·d = Σ m) and, with the events' sums, value per
-    order (the denominator: the visitor's events); ``None`` without values."""
-    c = goal.counts[index]
-    if c.value_sum is None or c.value_sum_squares is None:
-        return None
-    x = float(c.conversions)
-    per_visitor = RatioMoments(visitors, c.value_sum, c.value_sum_squares, x, x, c.value_sum)
-    if c.events is None or c.events_sum_squares is None or c.value_events_sum is None:
-        return per_visitor, None
-    per_order = RatioMoments(
-        visitors, c.value_sum, c.value_sum_squares, c.events, c.events_sum_squares,
-        c.value_events_sum,
-    )  # fmt: skip
-    return per_visitor, per_order
-
-
 def _metric_comparison(
     treatment: SampleMoments | None,
     control: SampleMoments | None,
@@ -296,19 +275,6 @@ def _metric_comparison(
     if treatment is None or control is None:
         return None
     return _value_comparison(treatment, control, settings, tuning)
-
-
-def _ratio_comparisons(
-    treatment: _Ratios | None, control: _Ratios | None, alpha: float
-) -> ValueComparison | None:
-    """The ratio metrics' comparisons, carried in an otherwise empty ``ValueComparison``."""
-    if treatment is None or control is None:
-        return None
-    per_order = None
-    if treatment[1] is not None and control[1] is not None:
-        per_order = ratio_comparison(treatment[1], control[1], alpha)
-    per_visitor = ratio_comparison(treatment[0], control[0], alpha)
-    return ValueComparison(None, None, None, None, per_visitor, per_order)
 
 
 def _comparison(
@@ -321,7 +287,7 @@ def _comparison(
     tuning: int,
     look: SequentialLook | None = None,
     count: ValueComparison | None = None,
-    ratios: ValueComparison | None = None,
+    ratios: RatioComparisons | None = None,
 ) -> Comparison:
     """``look``: the group-sequential test that replaces the confidence sequence;
     ``count``: events per visitor; ``ratios``: the value goal's ratio metrics."""
@@ -329,11 +295,7 @@ def _comparison(
     lift = rel_lift(treatment, control)
     value = _metric_comparison(treatment_value, control_value, settings, tuning)
     if value is not None and ratios is not None:
-        value = replace(
-            value,
-            per_converting_visitor=ratios.per_converting_visitor,
-            per_order=ratios.per_order,
-        )
+        value = replace(value, per_converting_visitor=ratios[0], per_order=ratios[1])
     if look is not None:
         abs_ci, lift_ci = _repeated_intervals(
             treatment, control, look.boundary, look.lower_boundary
@@ -415,7 +377,7 @@ def _with_holm(comparisons: list[Comparison | None]) -> list[Comparison | None]:
 
 
 def _value_summary(
-    moments: SampleMoments | None, conversions: int, ratios: _Ratios | None, alpha: float
+    moments: SampleMoments | None, conversions: int, ratios: Ratios | None, alpha: float
 ) -> ValueSummary | None:
     if moments is None:
         return None
