@@ -38,8 +38,8 @@ Checks run in this order; the first that applies decides.
    has shown non-inferiority; no winner ships while it is likely worse on a
    hard goal (its rate, value per visitor, or events per visitor on goals
    with ``count``), nor a rate winner of a hard primary goal likely lower on
-   its value or events per visitor.  For the control as winner, a hard goal on which some
-   treatment is likely better blocks.  Blocked, the status is
+   its value or events per visitor.  For the control as winner, a hard goal
+   on which some treatment is likely better blocks.  Blocked, the status is
    ``keep_running`` with the goal and its evidence in the reason.
 
 References
