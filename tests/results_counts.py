@@ -73,31 +73,31 @@ def counts_from_events(
         visitors[e.variant] += 1
         new_visitors[e.at.date()][e.variant] += 1
     totals: dict[tuple[str, str], float] = defaultdict(float)
-    events: dict[tuple[str, str], int] = defaultdict(int)
+    per_visitor: dict[tuple[str, str], int] = defaultdict(int)  # (goal, visitor) -> events
     first: dict[tuple[str, str], datetime.datetime] = {}
     for c in conversions:
         key = (c.goal, c.visitor)
         totals[key] += c.value or 0.0
-        events[c.goal, variant_of[c.visitor]] += 1
+        per_visitor[key] += 1
         first[key] = min(first.get(key, c.at), c.at)
     caps = {g.key: g.cap for g in exp.goals}
     goals: dict[tuple[str, str], GoalCounts] = {}
     for goal in exp.goals:
         for variant in visitors:
-            mine = [
-                total
-                for (g, visitor), total in totals.items()
-                if g == goal.key and variant_of[visitor] == variant
-            ]
+            keys = [key for key in totals if key[0] == goal.key and variant_of[key[1]] == variant]
+            mine = [totals[key] for key in keys]
+            n = [per_visitor[key] for key in keys]
             cap = caps[goal.key]
             capped = [min(t, cap) if cap is not None else t for t in mine]
             goals[goal.key, variant] = GoalCounts(
                 converting=len(mine),
-                events=events[goal.key, variant],
+                events=sum(n),
                 value_sum=sum(capped),
                 value_sum_squares=sum(t * t for t in capped),
                 value_sum_cubes=sum(t**3 for t in capped),
                 capped_visitors=sum(1 for t in mine if cap is not None and t > cap),
+                events_sum_squares=float(sum(k * k for k in n)),
+                value_events_sum=sum(t * k for t, k in zip(capped, n, strict=True)),
             )
     converting_days: dict[datetime.date, dict[tuple[str, str], int]] = defaultdict(
         lambda: defaultdict(int)

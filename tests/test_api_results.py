@@ -130,22 +130,26 @@ def test_results_equal_the_analysis_of_the_events_counted_by_hand(
     document = client.get("/api/experiments/shop/results").get_json()
     # The analysis input, by hand from the events.
     totals: dict[tuple[str, str], float] = defaultdict(float)
+    orders: dict[tuple[str, str], int] = defaultdict(int)
     for c in conversions:
         totals[c.goal, c.visitor] += c.value or 0.0
+        orders[c.goal, c.visitor] += 1
     variant_of = {e.visitor: e.variant for e in exposures}
     hand_goals = []
     for goal in experiment.goals:
         per_variant = {}
         for v in ("trial", "guide"):
-            mine = [
-                min(t, 40.0) for (g, x), t in totals.items() if g == goal.key and variant_of[x] == v
-            ]
+            keys = [(g, x) for g, x in totals if g == goal.key and variant_of[x] == v]
+            mine = [min(totals[key], 40.0) for key in keys]
+            n = [orders[key] for key in keys]
             entry: dict[str, float] = {"conversions": len(mine)}
+            entry |= {"events": sum(n), "events_sum_squares": sum(k * k for k in n)}
             if goal.value:
                 entry |= {
                     "value_sum": sum(mine),
                     "value_sum_squares": sum(t * t for t in mine),
                     "value_sum_cubes": sum(t**3 for t in mine),
+                    "value_events_sum": sum(t * k for t, k in zip(mine, n, strict=True)),
                 }
             per_variant[v] = entry
         hand_goals.append(

@@ -189,6 +189,7 @@ def test_lookups_and_definition_document(tmp_path: Path) -> None:
         "max_value": None,
         "cap": None,
         "guard": False,  # a soft goal never guards
+        "count": False,
     }
     assert document["analysis"]["method"] == "bayesian"
     assert document["file"] == "demo.toml"  # the name only, not the server's folders
@@ -316,6 +317,8 @@ RULES = [
      "goal \"signup\": missing required field 'kind'"),
     ("goal-value-type", VALID, "value = true", 'value = "yes"', 19,
      'goal "buy": value must be true or false, got "yes" (a string)'),
+    ("goal-count-type", VALID, "value = true", 'value = true\ncount = "yes"', 20,
+     'goal "buy": count must be true or false, got "yes" (a string)'),
     ("goal-key-format", VALID, 'key = "signup"', 'key = "sign up"', 23, 'got "sign up"'),
     ("goal-unknown-field", VALID, 'kind = "soft"', 'kind = "soft"\nprimay = true', 25,
      "goal \"signup\": unknown field 'primay' (did you mean 'primary'?)"),

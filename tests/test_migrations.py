@@ -108,7 +108,9 @@ def test_a_database_of_the_previous_release_is_upgraded_with_its_rows(
         counts = store.result_counts("shop", {})
         assert counts.visitors == {"guide": 1, "trial": 1}
         assert counts.goals == {
-            ("purchase", "guide"): GoalCounts(1, 1, 49.9, 49.9 * 49.9, 49.9 * 49.9 * 49.9, 0)
+            ("purchase", "guide"): GoalCounts(
+                1, 1, 49.9, 49.9 * 49.9, 49.9 * 49.9 * 49.9, 0, 1.0, 49.9
+            )
         }
         assert counts.days == [
             DayCounts(date(2026, 1, 1), {"guide": 1, "trial": 1}, {("purchase", "guide"): 1})
@@ -245,7 +247,7 @@ def test_a_database_at_0002_with_rows_gets_its_rollups_built(database_url: str) 
         assert all_rows(store) == in_phase_1(before)
         counts = store.result_counts("shop", {})
         assert counts.visitors == {"guide": 1, "trial": 1}
-        assert counts.goals[("newsletter", "guide")] == GoalCounts(1, 1, 0.0, 0.0, 0.0, 0)
+        assert counts.goals[("newsletter", "guide")] == GoalCounts(1, 1, 0.0, 0.0, 0.0, 0, 1.0, 0.0)
         # alice (guide): newsletter at 10:20, purchase at 10:30, hard after soft; mallory none.
         assert counts.pairs == [PairCounts("newsletter", "purchase", "guide", 1, 1, 0),
                                 PairCounts("newsletter", "purchase", "trial", 0, 0, 0)]  # fmt: skip
@@ -317,8 +319,78 @@ def test_a_database_at_0004_with_rows_gets_phase_1_losing_nothing(
         store.dispose()
 
 
+# Rollups as the 0004 release kept them for OLD_SCHEMA's rows plus alice's two more
+# purchases (20 and 30: total 99.9, cut to the recorded cap 60) and bob's one (10).
+AT_0004 = """
+INSERT INTO exposure (experiment, visitor, variant, created_at) VALUES
+    ('shop', 'bob', 'guide', '2026-01-01 12:00:00.000000');
+INSERT INTO conversion (experiment, variant, visitor, goal, kind, value, event_id, created_at)
+    VALUES ('shop', 'guide', 'alice', 'purchase', 'hard', 20, NULL, '2026-01-02 09:00:00.000000'),
+           ('shop', 'guide', 'alice', 'purchase', 'hard', 30, NULL, '2026-01-02 10:00:00.000000'),
+           ('shop', 'guide', 'bob', 'purchase', 'hard', 10, NULL, '2026-01-01 12:30:00.000000');
+INSERT INTO rollup_exposure VALUES ('shop', 'guide', '2026-01-01', 2),
+                                   ('shop', 'trial', '2026-01-01', 1);
+INSERT INTO rollup_cap VALUES ('shop', 'purchase', 60);
+INSERT INTO rollup_visitor_goal VALUES
+    ('shop', 'alice', 'purchase', 'guide', 'hard', '2026-01-01 10:30:00.123456',
+     '2026-01-02 10:00:00.000000', 99.9, 3),
+    ('shop', 'bob', 'purchase', 'guide', 'hard', '2026-01-01 12:30:00.000000',
+     '2026-01-01 12:30:00.000000', 10, 1);
+INSERT INTO rollup_goal VALUES ('shop', 'guide', 'purchase', 'hard', 2, 4, 70, 3700, 217000, 1);
+INSERT INTO rollup_goal_day VALUES ('shop', 'guide', 'purchase', '2026-01-01', 2, 2),
+                                   ('shop', 'guide', 'purchase', '2026-01-02', 0, 2);
+INSERT INTO excluded_count VALUES ('shop', 'bot', '2026-01-02', 1)
+"""
+
+
+def test_a_database_at_0004_with_rows_and_rollups_gets_the_new_sums_filled(
+    database_url: str,
+) -> None:
+    """The release before count and ratio metrics (revision 0004): its events,
+    rollups and excluded counts are kept, and the new per-visitor sums of
+    rollup_goal are filled from rollup_visitor_goal with the recorded caps, as a
+    rebuild computes them."""
+    store = Store(database_url)
+    try:
+        with store._migrating() as conn:
+            at_0002_with_old_rows(conn)
+            command.upgrade(schema._config(conn), "0004")
+            for statement in filter(str.strip, AT_0004.split(";")):
+                conn.exec_driver_sql(statement)
+        before, rollups = all_rows(store), rollup_rows(store)
+        with store._migrating() as conn:
+            command.upgrade(schema._config(conn), "0005")
+        assert all_rows(store) == before
+        upgraded = rollup_rows(store)
+        assert {t: r for t, r in upgraded.items() if t != "rollup_goal"} == {
+            t: r for t, r in rollups.items() if t != "rollup_goal"
+        }
+        # alice: 3 events, total cut to 60; bob: 1 event of 10. Σ events² = 9 + 1,
+        # Σ capped total x events = 60·3 + 10·1.
+        assert upgraded["rollup_goal"] == [
+            ("shop", "guide", "purchase", "hard", 2, 4, 70.0, 3700.0, 217000.0, 1, 10.0, 190.0)
+        ]
+        # On to the newest revision, which rebuilds the rollups per phase from the
+        # events with the recorded cap: the same sums, in phase 1.
+        done = store.upgrade_schema()
+        assert (done.before, done.after) == ("0005", schema.head())
+        assert store.excluded_counts("shop") == [(date(2026, 1, 2), "bot", 1)]
+        expected = GoalCounts(2, 4, 70.0, 3700.0, 217000.0, 1, 10.0, 190.0)
+        goal = store.result_counts("shop", {"purchase": 60.0}, phase=1).goals[("purchase", "guide")]
+        assert goal == expected
+        assert store.rebuild_rollups("shop") == ["shop"]  # keeps the recorded cap
+        goal = store.result_counts("shop", {"purchase": 60.0}, phase=1).goals[("purchase", "guide")]
+        assert goal == expected
+    finally:
+        store.dispose()
+
+
 def _with_phase_1(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A rollup row of 0004 as the same row of phase 1: ``phase`` after the key's goals."""
     before_phase = {"rollup_exposure": 2, "rollup_goal": 3, "rollup_goal_day": 3,
                     "rollup_pair": 4}[table]  # fmt: skip
-    return (*row[:before_phase], 1, *row[before_phase:])
+    phased = (*row[:before_phase], 1, *row[before_phase:])
+    if table == "rollup_goal":  # 0005's sums: each visitor there converted once
+        events, value_sum = row[5], row[6]
+        return (*phased, float(events), value_sum)
+    return phased

@@ -17,7 +17,7 @@ from tests.results_counts import experiment
 
 NOW = datetime.datetime(2026, 11, 9, 18)
 GOALS = (
-    Goal("guide", GoalKind.SOFT, value=False, primary=True),
+    Goal("guide", GoalKind.SOFT, value=False, primary=True, count=True),
     Goal("purchase", GoalKind.HARD, value=True, primary=False, cap=500.0),
 )
 
@@ -62,7 +62,29 @@ GOAL_PATHS = {
     "value_diff_ci_high": ("vs_control", "value", "diff_ci", 1),
     "value_p_value": ("vs_control", "value", "p_value"),
     "value_chance_to_beat_control": ("vs_control", "value", "chance_to_beat_control"),
+    "count_events": ("count", "events"),
+    "count_per_visitor": ("count", "per_visitor"),
+    "count_per_visitor_ci_low": ("count", "per_visitor_ci", 0),
+    "count_per_visitor_ci_high": ("count", "per_visitor_ci", 1),
+    "count_diff": ("vs_control", "count", "diff"),
+    "count_diff_ci_low": ("vs_control", "count", "diff_ci", 0),
+    "count_diff_ci_high": ("vs_control", "count", "diff_ci", 1),
+    "count_p_value": ("vs_control", "count", "p_value"),
+    "count_chance_to_beat_control": ("vs_control", "count", "chance_to_beat_control"),
 }
+for _ratio in ("per_converting_visitor", "per_order"):
+    GOAL_PATHS |= {
+        _ratio: ("value", _ratio, "ratio"),
+        f"{_ratio}_ci_low": ("value", _ratio, "ci", 0),
+        f"{_ratio}_ci_high": ("value", _ratio, "ci", 1),
+        f"{_ratio}_diff": ("vs_control", "value", _ratio, "diff"),
+        f"{_ratio}_diff_ci_low": ("vs_control", "value", _ratio, "diff_ci", 0),
+        f"{_ratio}_diff_ci_high": ("vs_control", "value", _ratio, "diff_ci", 1),
+        f"{_ratio}_rel_lift": ("vs_control", "value", _ratio, "rel_lift"),
+        f"{_ratio}_rel_lift_ci_low": ("vs_control", "value", _ratio, "rel_lift_ci", 0),
+        f"{_ratio}_rel_lift_ci_high": ("vs_control", "value", _ratio, "rel_lift_ci", 1),
+        f"{_ratio}_p_value": ("vs_control", "value", _ratio, "p_value"),
+    }
 SOFT_TO_HARD_PATHS = {
     "soft_visitors": ("soft_visitors",),
     "hard_after_soft": ("hard_after_soft",),
@@ -82,10 +104,12 @@ SOFT_TO_HARD_PATHS = {
 def counts() -> ResultCounts:
     n = {"control": 20_000, "B": 20_100}
     goals = {
-        ("guide", "control"): GoalCounts(2000, 2300, 0.0, 0.0, 0.0, 0),
-        ("guide", "B"): GoalCounts(2600, 2900, 0.0, 0.0, 0.0, 0),
-        ("purchase", "control"): GoalCounts(600, 640, 30_000.0, 2_000_000.0, 1.5e8, 3),
-        ("purchase", "B"): GoalCounts(450, 470, 21_000.0, 1_300_000.0, 1e8, 1),
+        ("guide", "control"): GoalCounts(2000, 2300, 0.0, 0.0, 0.0, 0, 3000.0, 0.0),
+        ("guide", "B"): GoalCounts(2600, 2900, 0.0, 0.0, 0.0, 0, 3600.0, 0.0),
+        ("purchase", "control"): GoalCounts(
+            600, 640, 30_000.0, 2_000_000.0, 1.5e8, 3, 720.0, 32_000.0
+        ),
+        ("purchase", "B"): GoalCounts(450, 470, 21_000.0, 1_300_000.0, 1e8, 1, 520.0, 22_500.0),
     }
     days = [DayCounts(datetime.date(2026, 11, 2), n, {k: g.converting for k, g in goals.items()})]
     pairs = [
@@ -160,7 +184,9 @@ def test_the_csv_carries_the_json_field_by_field(method: Method) -> None:
             assert parsed(row[column]) == read(path, variant), column
             checked += 1
     # The figures are there, not empty on both sides.
-    assert sum(1 for row in goal_rows for c in GOAL_PATHS if row[c] != "") > 60
+    assert sum(1 for row in goal_rows for c in GOAL_PATHS if row[c] != "") > 100
+    # Each new metric is in the sheet: count on guide, ratios on purchase, for B.
+    assert goal_rows[1]["count_p_value"] != "" and goal_rows[3]["per_order_p_value"] != ""
     assert checked == 6 * len(EXPERIMENT_PATHS) + 4 * len(GOAL_PATHS) + 2 * len(SOFT_TO_HARD_PATHS)
     assert goal_rows[0]["decision_status"] == document["decision"]["status"] != ""
     assert goal_rows[0]["srm_flag"] in ("true", "false")

@@ -47,19 +47,25 @@ def by_hand(exp: Experiment, exposures: list[Exposure], conversions: list[Conver
     """The ``abconv analyze`` input, counted from the events with plain loops."""
     variant_of = {e.visitor: e.variant for e in exposures}
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    events: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for c in conversions:
         totals[c.goal][c.visitor] += c.value or 0.0
+        events[c.goal][c.visitor] += 1
     goals = []
     for goal in exp.goals:
         counts = {}
         for v in ("control", "B", "C"):
-            values = [t for visitor, t in totals[goal.key].items() if variant_of[visitor] == v]
+            mine = [visitor for visitor in totals[goal.key] if variant_of[visitor] == v]
+            values = [totals[goal.key][visitor] for visitor in mine]
+            n = [events[goal.key][visitor] for visitor in mine]
             entry: dict[str, float] = {"conversions": len(values)}
+            entry |= {"events": sum(n), "events_sum_squares": sum(k * k for k in n)}
             if goal.value:
                 capped = [t if goal.cap is None else min(t, goal.cap) for t in values]
                 entry["value_sum"] = sum(capped)
                 entry["value_sum_squares"] = sum(t * t for t in capped)
                 entry["value_sum_cubes"] = sum(t**3 for t in capped)
+                entry["value_events_sum"] = sum(t * k for t, k in zip(capped, n, strict=True))
             counts[v] = entry
         goals.append(
             {

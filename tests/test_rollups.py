@@ -84,15 +84,18 @@ class Sent:
         for row in self.conversions.values():
             if row.phase == phase:
                 rows[(row.visitor, row.goal)].append(row)
-        per_goal: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0])
+        per_goal: dict[tuple[str, str], list[Any]] = defaultdict(
+            lambda: [0, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0]
+        )
         kinds: dict[str, set[str]] = defaultdict(set)
         for (_, goal), events in rows.items():
             variant = events[0].variant
             total = sum(r.value or 0.0 for r in events)
             value = min(total, caps[goal]) if goal in caps else total
             sums = per_goal[(goal, variant)]
+            n = len(events)
             for i, add in enumerate(
-                (1, len(events), value, value**2, value**3, int(value != total))
+                (1, n, value, value**2, value**3, int(value != total), n * n, value * n)
             ):
                 sums[i] += add
             first = on(min(r.created_at for r in events).date()).converting
@@ -134,7 +137,8 @@ def assert_same(got: ResultCounts, want: ResultCounts) -> None:
         expected = want.goals[key]
         for name in ("converting", "events", "capped_visitors"):
             assert getattr(counts, name) == getattr(expected, name), (key, name)
-        for name in ("value_sum", "value_sum_squares", "value_sum_cubes"):
+        sums = ("value_sum", "value_sum_squares", "value_sum_cubes")
+        for name in (*sums, "events_sum_squares", "value_events_sum"):
             assert math.isclose(
                 getattr(counts, name), getattr(expected, name), rel_tol=1e-9, abs_tol=1e-6
             ), (key, name, counts, expected)
@@ -265,8 +269,10 @@ def test_a_backfilled_conversion_moves_the_first_day_and_adds_its_value(store: S
     convert(store, "alice", "purchase", at(3), value=30.0)
     convert(store, "alice", "purchase", at(1), value=20.0)  # arrives late, happened earlier
     counts = store.result_counts("shop", {})
-    # One visitor with total 50: 50, 50² = 2500, 50³ = 125000.
-    assert counts.goals[("purchase", "a")] == GoalCounts(1, 2, 50.0, 2500.0, 125000.0, 0)
+    # One visitor with total 50 over 2 events: 50, 50² = 2500, 50³ = 125000, 2² = 4, 50·2.
+    assert counts.goals[("purchase", "a")] == GoalCounts(
+        1, 2, 50.0, 2500.0, 125000.0, 0, 4.0, 100.0
+    )
     assert counts.days == [
         DayCounts(date(2026, 11, 1), {"a": 1}, {}),
         DayCounts(date(2026, 11, 2), {}, {("purchase", "a"): 1}),  # her first, backfilled
@@ -284,15 +290,16 @@ def test_a_cap_cuts_the_total_not_each_event(store: Store) -> None:
     for value in (30.0, 20.0):
         convert(store, "alice", "purchase", at(1), value=value)
     convert(store, "bob", "purchase", at(1), value=10.0)
-    # alice 30 + 20 = 50 → 40 (capped), bob 10: 50, 40² + 10² = 1700, 40³ + 10³ = 65000.
+    # alice 30 + 20 = 50 → 40 (capped), bob 10: 50, 40² + 10² = 1700, 40³ + 10³ = 65000;
+    # events 2² + 1² = 5; value x events 40·2 + 10·1 = 90 (the capped total).
     goal = store.result_counts("shop", {"purchase": 40.0}).goals[("purchase", "a")]
-    assert goal == GoalCounts(2, 3, 50.0, 1700.0, 65000.0, 1)
-    # Another cap in the file: rebuilt with it. alice 50 → 45: 55, 2125, 92125.
+    assert goal == GoalCounts(2, 3, 50.0, 1700.0, 65000.0, 1, 5.0, 90.0)
+    # Another cap in the file: rebuilt with it. alice 50 → 45: 55, 2125, 92125, 5, 100.
     goal = store.result_counts("shop", {"purchase": 45.0}).goals[("purchase", "a")]
-    assert goal == GoalCounts(2, 3, 55.0, 2125.0, 92125.0, 1)
-    # No cap: 60, 2600, 126000.
+    assert goal == GoalCounts(2, 3, 55.0, 2125.0, 92125.0, 1, 5.0, 100.0)
+    # No cap: 60, 2600, 126000, 5, 110.
     assert store.result_counts("shop", {}).goals[("purchase", "a")] == GoalCounts(
-        2, 3, 60.0, 2600.0, 126000.0, 0
+        2, 3, 60.0, 2600.0, 126000.0, 0, 5.0, 110.0
     )
 
 
@@ -348,7 +355,9 @@ def test_abconv_rollups_rebuild_recomputes_with_the_files_caps(
         assert result.output == "rollups rebuilt for 1 experiment(s): shop\n"
         counts = store.result_counts("shop", {})
         assert counts.visitors == {"trial": 1}
-        assert counts.goals[("purchase", "trial")] == GoalCounts(1, 1, 30.0, 900.0, 27000.0, 0)
+        assert counts.goals[("purchase", "trial")] == GoalCounts(
+            1, 1, 30.0, 900.0, 27000.0, 0, 1.0, 30.0
+        )
         other = CliRunner().invoke(cli, ["rollups", "rebuild", "nothing"], env=env)
         assert other.output == "rollups rebuilt for 1 experiment(s): nothing\n"
     finally:

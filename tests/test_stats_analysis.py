@@ -86,17 +86,17 @@ def check_document(document: dict[str, Any]) -> None:
         "experiment", "method", "alpha", "srm", "goals", "decision", "plan", "sequential",
     ]  # fmt: skip
     for goal in document["goals"]:
-        assert list(goal) == ["key", "kind", "primary", "variants"]
+        assert list(goal) == ["key", "kind", "primary", "count", "variants"]
         for variant in goal["variants"]:
             assert list(variant) == [
                 "key", "control", "visitors", "conversions", "rate", "rate_ci",
-                "prob_best", "expected_loss", "value", "vs_control",
+                "prob_best", "expected_loss", "value", "count", "vs_control",
             ]  # fmt: skip
             assert (variant["vs_control"] is None) == variant["control"]
             if variant["vs_control"] is not None:
                 assert list(variant["vs_control"]) == [
                     "abs_diff", "abs_diff_ci", "rel_lift", "rel_lift_ci", "p_value",
-                    "p_value_adjusted", "chance_to_beat_control", "value",
+                    "p_value_adjusted", "chance_to_beat_control", "value", "count",
                 ]  # fmt: skip
     assert set(document["decision"]) == {"status", "winner", "reason", "guardrails"}
     for guardrail in document["decision"]["guardrails"]:
@@ -193,9 +193,14 @@ def test_zero_visitors(method: str) -> None:
     a, b = document["goals"][0]["variants"]
     assert a["rate"] is None and a["rate_ci"] is None
     assert b["vs_control"]["abs_diff"] is None and b["vs_control"]["p_value"] is None
-    assert a["value"] == {"sum": 0.0, "per_visitor": None, "per_visitor_ci": None, "aov": None}
+    assert a["value"] == {
+        "sum": 0.0, "per_visitor": None, "per_visitor_ci": None, "aov": None,
+        "per_converting_visitor": {"ratio": None, "ci": None}, "per_order": None,
+    }  # fmt: skip
+    nothing = dict.fromkeys(("diff", "diff_ci", "rel_lift", "rel_lift_ci", "p_value"))
     assert b["vs_control"]["value"] == {
         "diff": None, "diff_ci": None, "p_value": None, "chance_to_beat_control": None,
+        "per_converting_visitor": nothing, "per_order": None,
     }  # fmt: skip
     assert b["vs_control"]["chance_to_beat_control"] == pytest.approx(0.5, abs=1e-6)
     assert document["srm"] == {"p_value": None, "flag": False}

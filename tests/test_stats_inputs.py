@@ -134,6 +134,36 @@ INVALID = [
     ("goals.0.counts.b.extra", 3, "goals[0].counts.b: unknown field 'extra'"),
     ("goals.0.guard", "no", "goals[0].guard: must be true or false"),
     ("goals.1.guard", False, "goals[1].guard: only hard goals guard"),
+    ("goals.1.count", "yes", "goals[1].count: must be true or false"),
+    ("goals.1.count", True, "goals[1].counts.a.events: missing on a goal with count = true"),
+    ("goals.1.counts.b.events", 90, "goals[1].counts.b.events_sum_squares: must be a number"),
+    (
+        "goals.1.counts.b",
+        {"conversions": 90, "events": 80, "events_sum_squares": 80.0},
+        "goals[1].counts.b.events: 80 is impossible for 90 converting visitors",
+    ),
+    (
+        "goals.1.counts.b",
+        {"conversions": 0, "events": 3, "events_sum_squares": 9.0},
+        "goals[1].counts.b.events: 3 is impossible for 0 converting visitors",
+    ),
+    (
+        "goals.1.counts.b",
+        {"conversions": 90, "events": 100, "events_sum_squares": 100.0},  # at least 100²/90
+        "goals[1].counts.b.events_sum_squares: 100 is impossible for 100 events",
+    ),
+    ("goals.0.counts.b.value_events_sum", 10.0, "value_events_sum: needs events and"),
+    (
+        "goals.1.counts.b",
+        {"conversions": 90, "events": 90, "events_sum_squares": 90.0, "value_events_sum": 1.0},
+        "goals[1].counts.b.value_events_sum: given but the goal does not have value = true",
+    ),
+    (
+        "goals.0.counts.b",
+        {"conversions": 60, "value_sum": 6000.0, "value_sum_squares": 700_000.0, "events": 60,
+         "events_sum_squares": 60.0, "value_events_sum": 100.0},  # below value_sum
+        "goals[0].counts.b.value_events_sum: 100 is impossible",
+    ),  # fmt: skip
     ("guardrail_margin", 0, "guardrail_margin: 0 must be in (0, 1)"),
     ("guardrail_margin", 1, "guardrail_margin: 1 must be in (0, 1)"),
 ]

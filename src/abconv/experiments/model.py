@@ -60,6 +60,8 @@ class Goal:
     only on goals with ``value``. ``guard`` (hard goals only; soft goals keep
     ``True`` and never guard): whether a winner on a soft primary goal must
     first show it is not worse on this goal (README, "Decision rules").
+    ``count``: every conversion event counts, not only the visitor's first
+    (README, "Count and ratio metrics").
     """
 
     key: str
@@ -69,6 +71,7 @@ class Goal:
     max_value: float | None = None
     cap: float | None = None
     guard: bool = True
+    count: bool = False  # also analysed as conversion events per visitor
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON data; ``guard`` is ``false`` on soft goals, which never guard."""

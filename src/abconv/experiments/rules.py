@@ -36,7 +36,7 @@ TOP_LEVEL_FIELDS = (
     "engagement", "fallback",
 )  # fmt: skip
 VARIANT_FIELDS = ("key", "weight", "content", "template", "url")
-GOAL_FIELDS = ("key", "kind", "value", "primary", "max_value", "cap", "guard")
+GOAL_FIELDS = ("key", "kind", "value", "count", "primary", "max_value", "cap", "guard")
 # The variant field each kind needs, and the fields it may have at all.
 KIND_FIELD = {
     ExperimentKind.CTA: "content",
@@ -251,8 +251,14 @@ class Checker(FieldChecker):
             max_value = self.value_limit(table, "max_value", value)
             cap = self.value_limit(table, "cap", value)
             guard = self.guard(table, kind)
-            if key is not None and kind is not None and value is not None and guard is not None:
-                goals.append(Goal(key, kind, value, index in primaries, max_value, cap, guard))
+            count = self.flag(table, "count", False)
+            if (
+                key is not None and kind is not None and value is not None
+                and guard is not None and count is not None
+            ):  # fmt: skip
+                goals.append(
+                    Goal(key, kind, value, index in primaries, max_value, cap, guard, count)
+                )
         return goals
 
     def guard(self, table: Table, kind: GoalKind | None) -> bool | None:

@@ -34,6 +34,18 @@ GOAL_COLUMNS = [
     "value_per_visitor_ci_high", "aov", "capped_visitors", "value_diff", "value_diff_ci_low",
     "value_diff_ci_high", "value_p_value", "value_chance_to_beat_control",
 ]  # fmt: skip
+RATIOS = ("per_converting_visitor", "per_order")  # value goals' ratio metrics
+RATIO_COLUMNS = [
+    f"{ratio}{suffix}"
+    for ratio in RATIOS
+    for suffix in ("", "_ci_low", "_ci_high", "_diff", "_diff_ci_low", "_diff_ci_high",
+                   "_rel_lift", "_rel_lift_ci_low", "_rel_lift_ci_high", "_p_value")
+]  # fmt: skip
+COUNT_COLUMNS = [
+    "count_events", "count_per_visitor", "count_per_visitor_ci_low", "count_per_visitor_ci_high",
+    "count_diff", "count_diff_ci_low", "count_diff_ci_high", "count_p_value",
+    "count_chance_to_beat_control",
+]  # fmt: skip
 SOFT_TO_HARD_COLUMNS = [
     "soft_goal", "soft_visitors", "hard_after_soft", "rate_after_soft",
     "rate_after_soft_ci_low", "rate_after_soft_ci_high", "visitors_without_soft",
@@ -49,7 +61,8 @@ BOUNCE_COLUMNS = [
 EXCLUDED_COLUMNS = ["excluded_reason", "excluded_requests"]
 CSV_COLUMNS = [
     "row", "goal", "kind", "primary", "variant", "control",
-    *GOAL_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS, *EXCLUDED_COLUMNS,
+    *GOAL_COLUMNS, *RATIO_COLUMNS, *COUNT_COLUMNS, *SOFT_TO_HARD_COLUMNS, *BOUNCE_COLUMNS,
+    *EXCLUDED_COLUMNS,
     *EXPERIMENT_COLUMNS,
 ]  # fmt: skip
 
@@ -62,7 +75,10 @@ def results_csv(document: dict[str, Any]) -> str:
     shared = _experiment_cells(document)
     for goal in document["goals"]:
         for variant in goal["variants"]:
-            row = {"row": "goal", **_goal_cells(goal, variant), **shared}
+            row = {
+                "row": "goal", **_goal_cells(goal, variant), **_ratio_cells(variant),
+                **_count_cells(variant), **shared,
+            }  # fmt: skip
             writer.writerow({column: cell(value) for column, value in row.items()})
     for pair in document.get("soft_to_hard", []):
         for variant in pair["variants"]:
@@ -134,6 +150,43 @@ def _goal_cells(goal: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]
         "value_diff_ci_high": _at(value_versus.get("diff_ci"), 1),
         "value_p_value": value_versus.get("p_value"),
         "value_chance_to_beat_control": value_versus.get("chance_to_beat_control"),
+    }  # fmt: skip
+
+
+def _ratio_cells(variant: dict[str, Any]) -> dict[str, Any]:
+    """``value.per_converting_visitor`` and ``value.per_order`` with their comparisons."""
+    value = variant["value"] or {}
+    versus = (variant["vs_control"] or {}).get("value") or {}
+    cells: dict[str, Any] = {}
+    for ratio in RATIOS:
+        mine, other = value.get(ratio) or {}, versus.get(ratio) or {}
+        cells |= {
+            ratio: mine.get("ratio"),
+            f"{ratio}_ci_low": _at(mine.get("ci"), 0), f"{ratio}_ci_high": _at(mine.get("ci"), 1),
+            f"{ratio}_diff": other.get("diff"),
+            f"{ratio}_diff_ci_low": _at(other.get("diff_ci"), 0),
+            f"{ratio}_diff_ci_high": _at(other.get("diff_ci"), 1),
+            f"{ratio}_rel_lift": other.get("rel_lift"),
+            f"{ratio}_rel_lift_ci_low": _at(other.get("rel_lift_ci"), 0),
+            f"{ratio}_rel_lift_ci_high": _at(other.get("rel_lift_ci"), 1),
+            f"{ratio}_p_value": other.get("p_value"),
+        }  # fmt: skip
+    return cells
+
+
+def _count_cells(variant: dict[str, Any]) -> dict[str, Any]:
+    """``count`` and ``vs_control.count`` (count goals)."""
+    count = variant.get("count") or {}
+    versus = (variant["vs_control"] or {}).get("count") or {}
+    return {
+        "count_events": count.get("events"), "count_per_visitor": count.get("per_visitor"),
+        "count_per_visitor_ci_low": _at(count.get("per_visitor_ci"), 0),
+        "count_per_visitor_ci_high": _at(count.get("per_visitor_ci"), 1),
+        "count_diff": versus.get("diff"),
+        "count_diff_ci_low": _at(versus.get("diff_ci"), 0),
+        "count_diff_ci_high": _at(versus.get("diff_ci"), 1),
+        "count_p_value": versus.get("p_value"),
+        "count_chance_to_beat_control": versus.get("chance_to_beat_control"),
     }  # fmt: skip
 
 

@@ -93,6 +93,7 @@ def analysis_input(experiment: Experiment, counts: ResultCounts) -> dict[str, An
                 "kind": str(goal.kind),
                 "primary": goal.primary,
                 "value": goal.value,
+                "count": goal.count,
                 **({} if goal.guard else {"guard": False}),
                 "counts": {
                     v.key: _counts(counts.goals.get((goal.key, v.key)), goal.value)
@@ -121,12 +122,25 @@ def looks(experiment: Experiment, counts: ResultCounts) -> list[dict[str, Any]]:
 
 
 def _counts(row: GoalCounts | None, with_value: bool) -> dict[str, float]:
-    counts: dict[str, float] = {"conversions": row.converting if row else 0}
+    """A variant's counts on a goal (no row: nothing converted, every sum 0), with the
+    events' sums whenever the rollups know them (count goals need them; value
+    goals' value per order uses them)."""
+    known = row is None or row.events_sum_squares is not None
+    counts: dict[str, float] = {
+        "conversions": row.converting if row else 0,
+        **({"events": row.events if row else 0} if known else {}),
+        **({"events_sum_squares": _sum(row, "events_sum_squares")} if known else {}),
+    }
     if with_value:
-        counts["value_sum"] = float(row.value_sum) if row else 0.0
-        counts["value_sum_squares"] = float(row.value_sum_squares) if row else 0.0
-        counts["value_sum_cubes"] = float(row.value_sum_cubes) if row else 0.0
+        for name in ("value_sum", "value_sum_squares", "value_sum_cubes"):
+            counts[name] = _sum(row, name)
+        if known and (row is None or row.value_events_sum is not None):
+            counts["value_events_sum"] = _sum(row, "value_events_sum")
     return counts
+
+
+def _sum(row: GoalCounts | None, name: str) -> float:
+    return 0.0 if row is None else float(getattr(row, name))
 
 
 def _add_capped_visitors(document: dict[str, Any], counts: ResultCounts) -> None:

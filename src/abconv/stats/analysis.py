@@ -39,10 +39,19 @@ from abconv.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
+from abconv.stats.goal_metrics import (
+    RatioComparisons,
+    Ratios,
+    events_per_visitor,
+    ratio_comparisons,
+    ratio_moments,
+)
 from abconv.stats.inputs import AnalysisInput, GoalInput, Look, parse_input
 from abconv.stats.planning import Plan, plan
+from abconv.stats.ratio import ratio_estimate
 from abconv.stats.results import (
     Comparison,
+    CountSummary,
     GoalResult,
     Results,
     SequentialDesign,
@@ -204,7 +213,10 @@ def _goal_result(
         Proportion(variant.visitors, counts.conversions)
         for variant, counts in zip(parsed.variants, goal.counts, strict=True)
     ]
-    moments = [_moments(variant.visitors, goal, i) for i, variant in enumerate(parsed.variants)]
+    visitors = [variant.visitors for variant in parsed.variants]
+    moments = [_moments(n, goal, i) for i, n in enumerate(visitors)]
+    events = [events_per_visitor(n, goal, i) for i, n in enumerate(visitors)]
+    ratios = [ratio_moments(n, goal, i) for i, n in enumerate(visitors)]
     bayes = compare_beta_posteriors(
         [BetaPosterior.from_counts(p.n, p.x) for p in proportions], control
     )
@@ -220,6 +232,8 @@ def _goal_result(
             settings,
             tuning,
             None if design is None or not goal.primary else design.look(parsed.variants[i].key),
+            _metric_comparison(events[i], events[control], settings, tuning),
+            ratio_comparisons(ratios[i], ratios[control], settings.alpha),
         )
         for i in range(len(proportions))
     ]
@@ -234,12 +248,13 @@ def _goal_result(
             rate_ci=wilson_interval(proportions[i], settings.alpha),
             prob_best=bayes.prob_best[i],
             expected_loss=bayes.expected_loss[i],
-            value=_value_summary(moments[i], proportions[i].x, settings.alpha),
+            value=_value_summary(moments[i], proportions[i].x, ratios[i], settings.alpha),
             vs_control=comparisons[i],
+            count=_count_summary(events[i], settings.alpha),
         )
         for i, variant in enumerate(parsed.variants)
     )
-    return GoalResult(goal.key, goal.kind, goal.primary, variants, goal.guard)
+    return GoalResult(goal.key, goal.kind, goal.primary, variants, goal.guard, goal.count)
 
 
 def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None:
@@ -251,6 +266,17 @@ def _moments(visitors: int, goal: GoalInput, index: int) -> SampleMoments | None
     )
 
 
+def _metric_comparison(
+    treatment: SampleMoments | None,
+    control: SampleMoments | None,
+    settings: AnalysisSettings,
+    tuning: int,
+) -> ValueComparison | None:
+    if treatment is None or control is None:
+        return None
+    return _value_comparison(treatment, control, settings, tuning)
+
+
 def _comparison(
     treatment: Proportion,
     control: Proportion,
@@ -260,15 +286,16 @@ def _comparison(
     settings: AnalysisSettings,
     tuning: int,
     look: SequentialLook | None = None,
+    count: ValueComparison | None = None,
+    ratios: RatioComparisons | None = None,
 ) -> Comparison:
-    """``look``: the group-sequential test that replaces the confidence sequence."""
+    """``look``: the group-sequential test that replaces the confidence sequence;
+    ``count``: events per visitor; ``ratios``: the value goal's ratio metrics."""
     diff = None if treatment.rate is None or control.rate is None else treatment.rate - control.rate
     lift = rel_lift(treatment, control)
-    value = (
-        None
-        if treatment_value is None or control_value is None
-        else _value_comparison(treatment_value, control_value, settings, tuning)
-    )
+    value = _metric_comparison(treatment_value, control_value, settings, tuning)
+    if value is not None and ratios is not None:
+        value = replace(value, per_converting_visitor=ratios[0], per_order=ratios[1])
     if look is not None:
         abs_ci, lift_ci = _repeated_intervals(
             treatment, control, look.boundary, look.lower_boundary
@@ -291,7 +318,7 @@ def _comparison(
         abs_ci = wald_diff_interval(treatment, control, settings.alpha)
         lift_ci = rel_lift_interval(treatment, control, settings.alpha)
         p_value = two_proportion_ztest(treatment, control)
-    return Comparison(diff, abs_ci, lift, lift_ci, p_value, None, chance, value)
+    return Comparison(diff, abs_ci, lift, lift_ci, p_value, None, chance, value, count)
 
 
 def _repeated_intervals(
@@ -350,9 +377,19 @@ def _with_holm(comparisons: list[Comparison | None]) -> list[Comparison | None]:
 
 
 def _value_summary(
-    moments: SampleMoments | None, conversions: int, alpha: float
+    moments: SampleMoments | None, conversions: int, ratios: Ratios | None, alpha: float
 ) -> ValueSummary | None:
     if moments is None:
         return None
     aov = moments.sum / conversions if conversions else None
-    return ValueSummary(moments.sum, moments.mean, mean_interval(moments, alpha), aov)
+    per_visitor = None if ratios is None else ratio_estimate(ratios[0], alpha)
+    per_order = None if ratios is None or ratios[1] is None else ratio_estimate(ratios[1], alpha)
+    return ValueSummary(
+        moments.sum, moments.mean, mean_interval(moments, alpha), aov, per_visitor, per_order
+    )
+
+
+def _count_summary(events: SampleMoments | None, alpha: float) -> CountSummary | None:
+    if events is None:
+        return None
+    return CountSummary(int(events.sum), events.mean, mean_interval(events, alpha))

@@ -36,8 +36,10 @@ Checks run in this order; the first that applies decides.
 4. The hard-goal guardrail (:mod:`abconv.stats.guardrails`): a treatment
    that won a soft primary goal ships only once every guarding hard goal
    has shown non-inferiority; no winner ships while it is likely worse on a
-   hard goal.  For the control as winner, a hard goal on which some
-   treatment is likely better blocks.  Blocked, the status is
+   hard goal (its rate, value per visitor, or events per visitor on goals
+   with ``count``), nor a rate winner of a hard primary goal likely lower on
+   its value or events per visitor.  For the control as winner, a hard goal
+   on which some treatment is likely better blocks.  Blocked, the status is
    ``keep_running`` with the goal and its evidence in the reason.
 
 References
@@ -55,7 +57,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abconv.analysis_settings import AnalysisSettings
-from abconv.stats.guardrails import blocking_reason, guardrails, likely_worse
+from abconv.stats.guardrails import WORSE_WORDS, blocking_reason, guardrails, likely_worse
 from abconv.stats.planning import Plan
 from abconv.stats.results import (
     Comparison,
@@ -355,13 +357,14 @@ def _guarded(
 def _primary_harm(
     settings: AnalysisSettings, primary: GoalResult, winner: VariantResult
 ) -> str | None:
-    """A primary value goal whose rate won but whose value per visitor is likely lower."""
+    """A primary value (count) goal whose rate won but whose value (events) per visitor
+    is likely lower."""
     if primary.kind is not GoalKind.HARD or winner.vs_control is None:
         return None
-    value = winner.vs_control.value
-    if value is None or likely_worse(settings, winner.vs_control, 1.0) != "value":
+    aspect = likely_worse(settings, winner.vs_control, 1.0)
+    if aspect not in ("value", "count"):
         return None
-    return "probably earns less per visitor"
+    return WORSE_WORDS[aspect]
 
 
 def _control_harm(settings: AnalysisSettings, goals: Sequence[GoalResult]) -> str | None:
@@ -378,6 +381,11 @@ def _control_harm(settings: AnalysisSettings, goals: Sequence[GoalResult]) -> st
             if aspect == "value":
                 return (
                     f"'{treatment.key}' probably earns more per visitor on {goal.key} (hard goal)"
+                )
+            if aspect == "count":
+                return (
+                    f"'{treatment.key}' probably has more conversions per visitor on {goal.key} "
+                    "(hard goal)"
                 )
     return None
 

@@ -17,10 +17,10 @@ worse.  Each hard goal other than the primary gets a :class:`Guardrail`:
   the margin passes even when it is significant: the margin is the loss
   the file accepts (blocking it too held back 2 points more true winners
   in the simulation, and shipped no fewer harmful ones).
-* ``failed``: otherwise, the variant is likely worse on the goal (rate, or
-  value per visitor on value goals): ``chance_to_beat_control < 1 -
-  chance_to_win``, or ``p_value < alpha`` (unadjusted) with a negative
-  difference.  Blocks.
+* ``failed``: otherwise, the variant is likely worse on the goal (rate,
+  value per visitor on value goals, or events per visitor on count goals):
+  ``chance_to_beat_control < 1 - chance_to_win``, or ``p_value < alpha``
+  (unadjusted) with a negative difference.  Blocks.
 * ``waiting``: neither yet.  Blocks a soft-goal winner.
 * ``not_required``: the goal need not show non-inferiority (the winner won
   a hard primary goal, or the goal sets ``guard = false``); only a failure
@@ -53,6 +53,13 @@ from abconv.stats.planning import Plan
 from abconv.stats.results import Comparison, GoalResult, Guardrail, VariantResult
 from abconv.stats.wording import percent
 from abconv.vocabulary import GoalKind, GuardrailStatus, Method
+
+WORSE_WORDS = {
+    "rate": "is probably worse",
+    "value": "probably earns less per visitor",
+    "count": "probably has fewer conversions per visitor",
+}
+"""What a variant likely worse on a goal is worse at, by :func:`likely_worse`'s aspect."""
 
 
 def guardrails(
@@ -127,11 +134,7 @@ def blocking_reason(
     gain = f"more {primary.key} with '{winner}'"
     for guardrail in found:
         if guardrail.status is GuardrailStatus.FAILED:
-            how = (
-                "probably earns less per visitor"
-                if guardrail.worse_on == "value"
-                else "is probably worse"
-            )
+            how = WORSE_WORDS.get(guardrail.worse_on or "rate", "is probably worse")
             return (
                 f"'{winner}' wins {primary.key} but {how} on {guardrail.goal} "
                 f"(hard goal): keep '{control}'."
@@ -161,16 +164,21 @@ def blocking_reason(
 
 
 def likely_worse(settings: AnalysisSettings, comparison: Comparison, sign: float) -> str | None:
-    """``"rate"``, ``"value"`` (per visitor) or ``None``; ``sign=-1`` judges the control."""
+    """``"rate"``, ``"value"`` or ``"count"`` (per visitor, on value or count goals) or
+    ``None``; ``sign=-1`` judges the control."""
     if _worse(
         settings, comparison.chance_to_beat_control, comparison.p_value, comparison.abs_diff, sign
     ):
         return "rate"
-    value = comparison.value
-    if value is not None and _worse(
-        settings, value.chance_to_beat_control, value.p_value, value.diff, sign
-    ):
-        return "value"
+    for aspect, per_visitor in (("value", comparison.value), ("count", comparison.count)):
+        if per_visitor is not None and _worse(
+            settings,
+            per_visitor.chance_to_beat_control,
+            per_visitor.p_value,
+            per_visitor.diff,
+            sign,
+        ):
+            return aspect
     return None
 
 

@@ -52,6 +52,10 @@ class GoalCounts:
     value_sum: float | None = None
     value_sum_squares: float | None = None
     value_sum_cubes: float | None = None
+    # Per-visitor sums of conversion events (count goals; value goals' value per order):
+    events: int | None = None  # Σ e
+    events_sum_squares: float | None = None  # Σ e²
+    value_events_sum: float | None = None  # Σ v·e (value goals)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class GoalInput:
     has_value: bool
     counts: tuple[GoalCounts, ...]
     guard: bool = True
+    count: bool = False  # analysed as conversion events per visitor too
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,11 @@ TOP_LEVEL_KEYS = frozenset(
     | {"guardrail_margin", "looks"}
 )
 VARIANT_KEYS = frozenset({"key", "weight", "visitors"})
-GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "counts", "guard"})
-COUNT_KEYS = frozenset({"conversions", "value_sum", "value_sum_squares", "value_sum_cubes"})
+GOAL_KEYS = frozenset({"key", "kind", "primary", "value", "count", "counts", "guard"})
+COUNT_KEYS = frozenset(
+    {"conversions", "value_sum", "value_sum_squares", "value_sum_cubes"}
+    | {"events", "events_sum_squares", "value_events_sum"}
+)
 LOOK_KEYS = frozenset({"day", "visitors", "conversions"})
 
 
@@ -184,6 +192,7 @@ def _goal(item: Any, where: str, variants: tuple[VariantInput, ...]) -> GoalInpu
     primary = _flag(entry.get("primary", False), f"{where}.primary")
     has_value = _flag(entry.get("value", False), f"{where}.value")
     guard = _flag(entry.get("guard", True), f"{where}.guard")
+    count = _flag(entry.get("count", False), f"{where}.count")
     if not guard and kind is GoalKind.SOFT:
         raise ValueError(f"{where}.guard: only hard goals guard; leave it out on soft goals")
     counts_raw = _mapping(entry.get("counts"), f"{where}.counts", None)
@@ -192,10 +201,17 @@ def _goal(item: Any, where: str, variants: tuple[VariantInput, ...]) -> GoalInpu
     if unknown:
         raise ValueError(f"{where}.counts.{unknown[0]}: not a variant ({', '.join(sorted(known))})")
     counts = tuple(
-        _counts(counts_raw.get(variant.key), f"{where}.counts.{variant.key}", variant, has_value)
+        _with_events(
+            _counts(
+                counts_raw.get(variant.key), f"{where}.counts.{variant.key}", variant, has_value
+            ),
+            counts_raw[variant.key],
+            f"{where}.counts.{variant.key}",
+            count,
+        )
         for variant in variants
     )
-    return GoalInput(key, kind, primary, has_value, counts, guard)
+    return GoalInput(key, kind, primary, has_value, counts, guard, count)
 
 
 def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> GoalCounts:
@@ -223,6 +239,47 @@ def _counts(raw: Any, where: str, variant: VariantInput, has_value: bool) -> Goa
     _check_range(cubes, f"{where}.value_sum_cubes", 0.0 <= cubes <= MAX_CUBES, "in [0, 1e300]")
     _check_cubes(where, conversions, squares, cubes)
     return GoalCounts(conversions, total, squares, cubes)
+
+
+def _with_events(
+    counts: GoalCounts, entry: Mapping[str, Any], where: str, count: bool
+) -> GoalCounts:
+    """``events`` and ``events_sum_squares``: required on count goals, optional on others
+    (together); ``value_events_sum`` on value goals with them. Each converting visitor
+    has a whole number of events >= 1."""
+    if "events" not in entry and "events_sum_squares" not in entry:
+        if count:
+            raise ValueError(f"{where}.events: missing on a goal with count = true")
+        if "value_events_sum" in entry:
+            raise ValueError(f"{where}.value_events_sum: needs events and events_sum_squares")
+        return counts
+    events = _count(entry.get("events"), f"{where}.events")
+    squares = _number(entry.get("events_sum_squares"), f"{where}.events_sum_squares")
+    x = counts.conversions
+    if (events == 0) != (x == 0) or events < x:
+        raise ValueError(f"{where}.events: {events} is impossible for {x} converting visitors")
+    highest = float(events) * events * (1.0 + RELATIVE_TOLERANCE)
+    lowest = max(float(events), events * events / max(x, 1)) * (1.0 - RELATIVE_TOLERANCE)
+    if not lowest <= squares <= highest:
+        raise ValueError(
+            f"{where}.events_sum_squares: {squares:g} is impossible for {events} events over "
+            f"{x} converting visitors"
+        )
+    counts = replace(counts, events=events, events_sum_squares=squares)
+    if "value_events_sum" not in entry:
+        return counts
+    if counts.value_sum is None or counts.value_sum_squares is None:
+        raise ValueError(f"{where}.value_events_sum: given but the goal does not have value = true")
+    cross = _number(entry["value_events_sum"], f"{where}.value_events_sum")
+    _check_range(cross, f"{where}.value_events_sum", 0.0 <= cross <= MAX_CUBES, "in [0, 1e300]")
+    bound = math.sqrt(counts.value_sum_squares * squares) * (1.0 + RELATIVE_TOLERANCE)
+    if not counts.value_sum * (1.0 - RELATIVE_TOLERANCE) <= cross <= bound:
+        raise ValueError(
+            f"{where}.value_events_sum: {cross:g} is impossible for value_sum "
+            f"{counts.value_sum:g} and these events (between value_sum and "
+            "sqrt(value_sum_squares x events_sum_squares))"
+        )
+    return replace(counts, value_events_sum=cross)
 
 
 def _check_cubes(where: str, conversions: int, squares: float, cubes: float) -> None:

@@ -14,27 +14,43 @@ from typing import Any
 
 from abconv.stats.frequentist import Interval
 from abconv.stats.planning import Plan
+from abconv.stats.ratio import RatioComparison, RatioEstimate
 from abconv.vocabulary import DecisionStatus, GoalKind, GuardrailStatus, Method
 
 
 @dataclass(frozen=True)
 class ValueSummary:
-    """Value per variant: total, per visitor (with its t interval) and per order."""
+    """Value per variant: total, per visitor (with its t interval), per converting
+    visitor (``aov``, and as a ratio with its delta-method interval) and per order."""
 
     sum: float
     per_visitor: float | None
     per_visitor_ci: Interval | None
     aov: float | None
+    per_converting_visitor: RatioEstimate | None = None
+    per_order: RatioEstimate | None = None  # None without the events' sums
+
+
+@dataclass(frozen=True)
+class CountSummary:
+    """Conversion events per visitor (count goals), with the mean's interval."""
+
+    events: int
+    per_visitor: float | None
+    per_visitor_ci: Interval | None
 
 
 @dataclass(frozen=True)
 class ValueComparison:
-    """Value per visitor against the control (Welch, or a confidence sequence)."""
+    """Value (or events) per visitor against the control (Welch, or a confidence
+    sequence); on value goals also the ratio metrics (delta method, fixed-n)."""
 
     diff: float | None
     diff_ci: Interval | None
     p_value: float | None
     chance_to_beat_control: float | None
+    per_converting_visitor: RatioComparison | None = None
+    per_order: RatioComparison | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class Comparison:
     p_value_adjusted: float | None
     chance_to_beat_control: float | None
     value: ValueComparison | None
+    count: ValueComparison | None = None  # events per visitor, on count goals
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,7 @@ class VariantResult:
     expected_loss: float
     value: ValueSummary | None
     vs_control: Comparison | None
+    count: CountSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,7 @@ class GoalResult:
     primary: bool
     variants: tuple[VariantResult, ...]
     guard: bool = True
+    count: bool = False
 
     @property
     def control(self) -> VariantResult:
@@ -98,7 +117,7 @@ class Guardrail:
     relative lift (fixed-n); ``chance_not_worse`` is the Bayesian
     ``P(lift > -guardrail_margin)``, ``None`` for the other methods.  Both
     are ``None`` when the lift is undefined (no control conversions).
-    ``worse_on`` (``"rate"`` or ``"value"``, for the reason only) says what a
+    ``worse_on`` (``"rate"``, ``"value"`` or ``"count"``, for the reason only) says what a
     ``failed`` guardrail found worse.
     """
 
@@ -242,6 +261,7 @@ def _goal(goal: GoalResult) -> dict[str, Any]:
         "key": goal.key,
         "kind": str(goal.kind),
         "primary": goal.primary,
+        "count": goal.count,
         "variants": [_variant(variant) for variant in goal.variants],
     }
 
@@ -264,8 +284,44 @@ def _variant(variant: VariantResult) -> dict[str, Any]:
             "per_visitor": _number(value.per_visitor),
             "per_visitor_ci": _interval(value.per_visitor_ci),
             "aov": _number(value.aov),
+            "per_converting_visitor": _ratio(value.per_converting_visitor),
+            "per_order": _ratio(value.per_order),
+        },
+        "count": None
+        if variant.count is None
+        else {
+            "events": variant.count.events,
+            "per_visitor": _number(variant.count.per_visitor),
+            "per_visitor_ci": _interval(variant.count.per_visitor_ci),
         },
         "vs_control": None if variant.vs_control is None else _comparison(variant.vs_control),
+    }
+
+
+def _ratio(estimate: RatioEstimate | None) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {"ratio": _number(estimate.ratio), "ci": _interval(estimate.ci)}
+
+
+def _ratio_comparison(comparison: RatioComparison | None) -> dict[str, Any] | None:
+    if comparison is None:
+        return None
+    return {
+        "diff": _number(comparison.diff),
+        "diff_ci": _interval(comparison.diff_ci),
+        "rel_lift": _number(comparison.rel_lift),
+        "rel_lift_ci": _interval(comparison.rel_lift_ci),
+        "p_value": _number(comparison.p_value),
+    }
+
+
+def _per_visitor_comparison(value: ValueComparison) -> dict[str, Any]:
+    return {
+        "diff": _number(value.diff),
+        "diff_ci": _interval(value.diff_ci),
+        "p_value": _number(value.p_value),
+        "chance_to_beat_control": _number(value.chance_to_beat_control),
     }
 
 
@@ -282,11 +338,11 @@ def _comparison(comparison: Comparison) -> dict[str, Any]:
         "value": None
         if value is None
         else {
-            "diff": _number(value.diff),
-            "diff_ci": _interval(value.diff_ci),
-            "p_value": _number(value.p_value),
-            "chance_to_beat_control": _number(value.chance_to_beat_control),
+            **_per_visitor_comparison(value),
+            "per_converting_visitor": _ratio_comparison(value.per_converting_visitor),
+            "per_order": _ratio_comparison(value.per_order),
         },
+        "count": None if comparison.count is None else _per_visitor_comparison(comparison.count),
     }
 
 

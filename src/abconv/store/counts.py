@@ -21,6 +21,10 @@ class GoalCounts:
     value_sum_squares: float  # sum of squared (capped) per-visitor totals
     value_sum_cubes: float  # sum of cubed (capped) per-visitor totals
     capped_visitors: int  # visitors whose total the cap cut
+    # Per-visitor cross sums for count and ratio metrics; None: not known (counts
+    # built by hand without them), and the analysis leaves those metrics out.
+    events_sum_squares: float | None = None  # sum of squared per-visitor event counts
+    value_events_sum: float | None = None  # sum of (capped) total x event count
 
 
 ZERO_GOAL = GoalCounts(0, 0, 0.0, 0.0, 0.0, 0)

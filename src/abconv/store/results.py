@@ -46,6 +46,7 @@ def result_counts(conn: Connection, experiment: str, phase: int) -> ResultCounts
         goals[(row.goal, row.variant)] = GoalCounts(
             int(row.converting), int(row.events), float(row.value_sum),
             float(row.value_sum_squares), float(row.value_sum_cubes), int(row.capped_visitors),
+            float(row.events_sum_squares), float(row.value_events_sum),
         )  # fmt: skip
         kinds[row.goal].add(row.kind)
     converting: dict[datetime.date, dict[tuple[str, str], int]] = defaultdict(dict)

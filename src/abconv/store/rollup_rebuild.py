@@ -153,6 +153,8 @@ def _goals(conn: Connection, key: str) -> None:
             sa.func.sum(value * value).label("value_sum_squares"),
             sa.func.sum(value * value * value).label("value_sum_cubes"),
             sa.func.sum(sa.case((over, 1), else_=0)).label("capped_visitors"),
+            sa.func.sum(s.events * s.events).label("events_sum_squares"),
+            sa.func.sum(value * s.events).label("value_events_sum"),
         )
         .select_from(
             ROLLUP_VISITOR_GOAL.outerjoin(

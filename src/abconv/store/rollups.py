@@ -92,8 +92,7 @@ class Rollups:
         self._add_goal = _adding(
             insert(ROLLUP_GOAL),
             ROLLUP_GOAL,
-            ["converting", "events", "value_sum", "value_sum_squares", "value_sum_cubes",
-             "capped_visitors"],
+            list(_GOAL_SUMS),
             kind=sa.func.max if database.is_sqlite else sa.func.greatest,
         )  # fmt: skip
         self._add_goal_day = _adding(
@@ -233,6 +232,7 @@ def conversion_changes(
 _STATE_FIELDS = tuple(VisitorGoal.__dataclass_fields__)
 _GOAL_SUMS = (
     "converting", "events", "value_sum", "value_sum_squares", "value_sum_cubes", "capped_visitors",
+    "events_sum_squares", "value_events_sum",
 )  # fmt: skip
 
 
@@ -309,6 +309,7 @@ def _goal_delta(
 ) -> dict[str, Any]:
     old = (0.0, 0.0, 0.0, 0) if before is None else capped_powers(before.total, cap)
     new = capped_powers(after.total, cap)
+    old_events = 0 if before is None else before.events
     return {
         "goal": after.goal,
         "kind": after.kind,
@@ -318,6 +319,8 @@ def _goal_delta(
         "value_sum_squares": new[1] - old[1],
         "value_sum_cubes": new[2] - old[2],
         "capped_visitors": new[3] - old[3],
+        "events_sum_squares": after.events**2 - old_events**2,
+        "value_events_sum": new[0] * after.events - old[0] * old_events,
     }
 
 
@@ -408,8 +411,7 @@ _POSTGRES_UPSERTS = sa.text(
             (ROLLUP_VISITOR_GOAL,
              {n: f'excluded."{n}"' for n in _values(ROLLUP_VISITOR_GOAL)}),
             (ROLLUP_GOAL, {
-                **_postgres_adding(ROLLUP_GOAL, *("converting", "events", "value_sum",
-                    "value_sum_squares", "value_sum_cubes", "capped_visitors")),
+                **_postgres_adding(ROLLUP_GOAL, *_GOAL_SUMS),
                 "kind": "greatest(rollup_goal.kind, excluded.kind)",
             }),
             (ROLLUP_GOAL_DAY, _postgres_adding(ROLLUP_GOAL_DAY, "converting", "events")),

@@ -98,7 +98,8 @@ UPSERTS = {
         ROLLUP_GOAL,
         {
             **_adding("converting", "events", "value_sum", "value_sum_squares",
-                      "value_sum_cubes", "capped_visitors"),
+                      "value_sum_cubes", "capped_visitors", "events_sum_squares",
+                      "value_events_sum"),
             "kind": "max(kind, excluded.kind)",
         },
     ),

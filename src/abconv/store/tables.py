@@ -117,6 +117,8 @@ ROLLUP_GOAL = sa.Table(  # per-visitor totals of a goal, capped at the recorded 
     sa.Column("value_sum_squares", sa.Float(), nullable=False),
     sa.Column("value_sum_cubes", sa.Float(), nullable=False),
     sa.Column("capped_visitors", sa.Integer(), nullable=False),
+    sa.Column("events_sum_squares", sa.Float(), nullable=False),  # Σ events² per visitor
+    sa.Column("value_events_sum", sa.Float(), nullable=False),  # Σ capped total x events
 )
 
 ROLLUP_GOAL_DAY = sa.Table(  # first conversions on the goal, and events, that day

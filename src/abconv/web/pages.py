@@ -156,6 +156,16 @@ def _interval(pair: list[float | None] | None, signed: bool = False) -> str:
     return verdict.interval(pair, signed)
 
 
+@bp.app_template_filter("amount")
+def _amount(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    return verdict.amount(value, digits, signed)
+
+
+@bp.app_template_filter("amount_interval")
+def _amount_interval(pair: list[float | None] | None, digits: int = 2) -> str:
+    return verdict.amount_interval(pair, digits)
+
+
 @bp.app_template_filter("chance")
 def _chance(value: float | None) -> str:
     return verdict.chance(value)

@@ -61,6 +61,21 @@ def interval(
     return f"{percent(pair[0], signed, digits)} {word} {percent(pair[1], signed, digits)}"
 
 
+def amount(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    """A mean or a ratio of money or counts, thousands separated: ``"1,234.50"``;
+    ``"–"`` when undefined (``None``, or a field the document lacks)."""
+    if not isinstance(value, int | float):
+        return "–"
+    text = f"{value:+,.{digits}f}" if signed else f"{value:,.{digits}f}"
+    return text.replace("-", "−")
+
+
+def amount_interval(pair: Sequence[float | None] | None, digits: int = 2) -> str:
+    if not pair or pair[0] is None or pair[1] is None:
+        return ""
+    return f"{amount(pair[0], digits)} to {amount(pair[1], digits)}"
+
+
 def chance(probability: float | None) -> str:
     if probability is None:
         return "–"
