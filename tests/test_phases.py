@@ -112,6 +112,7 @@ def test_a_weight_change_starts_phase_2_and_results_are_per_phase(
         for r in rows
         if r["row"] == "goal" and r["goal"] == "purchase"
     } == (visitors(before))
+    assert {r["phase"] for r in rows if r["row"] != "excluded"} == {"1"}
     # Every look of a phase starts on or after its start.
     for document in (before, current):
         days = [look["day"] for look in document["timeline"]["days"]]

@@ -22,7 +22,7 @@ import io
 from typing import Any
 
 EXPERIMENT_COLUMNS = [
-    "decision_status", "decision_winner", "decision_reason", "srm_flag", "srm_p_value",
+    "phase", "decision_status", "decision_winner", "decision_reason", "srm_flag", "srm_p_value",
     "planned_visitors_per_variant", "visitors_per_variant", "progress_fraction",
     "days_running", "days_left",
 ]  # fmt: skip
@@ -92,7 +92,8 @@ def results_csv(document: dict[str, Any]) -> str:
         if not requests:
             continue
         row = {"row": "excluded", "excluded_reason": reason, "excluded_requests": requests}
-        writer.writerow({column: cell(value) for column, value in {**row, **shared}.items()})
+        row = {**row, **shared, "phase": None}  # counted for the whole experiment
+        writer.writerow({column: cell(value) for column, value in row.items()})
     return out.getvalue()
 
 
@@ -109,6 +110,7 @@ def _experiment_cells(document: dict[str, Any]) -> dict[str, Any]:
     decision, srm = document["decision"], document["srm"]
     progress = document.get("progress") or {}
     return {
+        "phase": document.get("phase"),  # live results only
         "decision_status": decision["status"],
         "decision_winner": decision["winner"],
         "decision_reason": decision["reason"],
