@@ -160,8 +160,14 @@ INVALID = [
     ),
     (
         "goals.0.counts.b",
-        {"conversions": 60, "value_sum": 6000.0, "value_sum_squares": 700_000.0, "events": 60,
-         "events_sum_squares": 60.0, "value_events_sum": 100.0},  # below value_sum
+        {
+            "conversions": 60,
+            "value_sum": 6000.0,
+            "value_sum_squares": 700_000.0,
+            "events": 60,
+            "events_sum_squares": 60.0,
+            "value_events_sum": 100.0,
+        },  # below value_sum
         "goals[0].counts.b.value_events_sum: 100 is impossible",
     ),  # fmt: skip
     ("guardrail_margin", 0, "guardrail_margin: 0 must be in (0, 1)"),
