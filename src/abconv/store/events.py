@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from abconv.store.connections import Database, as_database_error, utcnow
 from abconv.store.exposure_cache import ExposureCache
+from abconv.store.group_commit import GroupCommit
 from abconv.store.rollups import Rollups, VisitorGoal, conversion_changes
 from abconv.store.sqlite import (
     INSERT_CONVERSION,
@@ -65,6 +67,15 @@ class Events:
         self.database = database
         self.rollups = rollups
         self.exposure_cache = ExposureCache()
+        # Writes share transactions (abconv.store.group_commit): SQLite's hot
+        # path, or SQLAlchemy on PostgreSQL. An in-memory SQLite database is
+        # one per thread, so its writes run on their own thread, alone.
+        self._hot_writes: GroupCommit[sqlite3.Connection] | None = None
+        self._writes: GroupCommit[Connection] | None = None
+        if database.hot is not None:
+            self._hot_writes = GroupCommit(self._hot_transaction)
+        elif not database.is_sqlite:
+            self._writes = GroupCommit(database.writing)
         insert = database.insert
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
@@ -114,6 +125,12 @@ class Events:
             .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
             .returning(CONVERSION.c.id)
         )
+
+    @contextmanager
+    def _hot_transaction(self) -> Iterator[sqlite3.Connection]:
+        assert self.database.hot is not None  # only made with a hot path
+        with self.database.using(), as_database_error(), self.database.hot.transaction() as c:
+            yield c
 
     # -- exposures ---------------------------------------------------------
 
@@ -170,13 +187,10 @@ class Events:
             {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at}
             for key, variant in variants.items()
         ]
-        hot = self.database.hot
-        if hot is not None:
-            with self.database.using(), as_database_error():
-                inserted = hot.insert_exposures(rows)
-        elif len(rows) == 1 and not self.database.is_sqlite:
-            with self.database.autocommit() as conn:
-                inserted = len(conn.execute(self._insert_one_exposure, rows[0]).all())
+        if self._hot_writes is not None:
+            inserted = self._hot_writes.run(_exposures_hot, rows)
+        elif self._writes is not None:
+            inserted = self._writes.run(self._exposures_written, rows)
         else:
             with self.database.writing() as conn:
                 inserted = self.insert_exposures(conn, rows)
@@ -187,6 +201,17 @@ class Events:
             return dict(variants)
         stored = self.exposures_of(visitor, list(variants))
         return {key: stored[key].variant for key in variants if key in stored}
+
+    def _exposures_written(
+        self, conn: Connection, payloads: list[list[dict[str, Any]]]
+    ) -> list[int]:
+        """PostgreSQL: each request's exposures, inside a shared transaction."""
+        return [
+            len(conn.execute(self._insert_one_exposure, rows[0]).all())
+            if len(rows) == 1
+            else self.insert_exposures(conn, rows)
+            for rows in payloads
+        ]
 
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert exposure rows inside a write transaction; return how many were new."""
@@ -260,34 +285,85 @@ class Events:
         stored exposures of ``visitors``, insert the conversions ``credit``
         makes of them. Return the new exposures, the conversion rows, and
         True where a conversion row was new."""
-        hot = self.database.hot
-        if hot is not None:
-            with self.database.using(), as_database_error(), hot.transaction() as connection:
-                new_exposures = hot.insert_exposures_in(connection, exposures)
-                rows = credit(_exposures_for_hot(connection, visitors))
-                return new_exposures, rows, _insert_conversions_hot(connection, rows)
+        batch = (exposures, list(visitors), credit)  # a retry reads them again
+        if self._hot_writes is not None:
+            return self._hot_writes.run(_ingested_hot, batch)
+        if self._writes is not None:
+            return self._writes.run(self._ingested, batch)
         with self.database.writing() as conn:
+            return self._ingested(conn, [batch])[0]
+
+    def _ingested(self, conn: Connection, batches: list[_Batch]) -> list[_Ingested]:
+        """:meth:`ingest`'s batches inside a shared transaction, one after the other."""
+        done = []
+        for exposures, visitors, credit in batches:
             new_exposures = self.insert_exposures(conn, exposures)
             rows = credit(self.exposures_for(conn, visitors))
-            return new_exposures, rows, self.insert_conversions(conn, rows)
+            done.append((new_exposures, rows, self.insert_conversions(conn, rows)))
+        return done
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
         """Store conversions and their rollups in one committed transaction;
         True where a row was new."""
         if not rows:
             return []
-        hot = self.database.hot
-        if hot is not None:
-            with self.database.using(), as_database_error():
-                return _record_conversions_hot(hot, rows)
+        if self._hot_writes is not None:
+            return self._hot_writes.run(_conversions_hot, list(rows))
+        if self._writes is not None:
+            return self._writes.run(self._conversions_written, list(rows))
         with self.database.writing() as conn:
             return self.insert_conversions(conn, rows)
 
+    def _conversions_written(
+        self, conn: Connection, payloads: list[list[NewConversion]]
+    ) -> list[list[bool]]:
+        """Several requests' conversions as one batch (one statement per table on
+        PostgreSQL), inside a shared transaction. As within a request, the first
+        of two rows with one (visitor, event_id, experiment) is the one stored."""
+        return _split(self.insert_conversions(conn, _joined(payloads)), payloads)
 
-def _record_conversions_hot(hot: SqliteHotPath, rows: Sequence[NewConversion]) -> list[bool]:
-    """:meth:`Events.record_conversions` on SQLite's hot path."""
-    with hot.transaction() as connection:
-        return _insert_conversions_hot(connection, rows)
+
+_Batch = tuple[
+    list[dict[str, Any]],
+    Iterable[str],
+    Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
+]
+_Ingested = tuple[int, list[NewConversion], list[bool]]
+
+
+def _joined(payloads: list[list[NewConversion]]) -> list[NewConversion]:
+    return [row for rows in payloads for row in rows]
+
+
+def _split(new: list[bool], payloads: list[list[NewConversion]]) -> list[list[bool]]:
+    """``new`` (one flag per row of all ``payloads``) cut back into each payload's flags."""
+    answers, start = [], 0
+    for rows in payloads:
+        answers.append(new[start : start + len(rows)])
+        start += len(rows)
+    return answers
+
+
+def _exposures_hot(
+    connection: sqlite3.Connection, payloads: list[list[dict[str, Any]]]
+) -> list[int]:
+    return [SqliteHotPath.insert_exposures_in(connection, rows) for rows in payloads]
+
+
+def _conversions_hot(
+    connection: sqlite3.Connection, payloads: list[list[NewConversion]]
+) -> list[list[bool]]:
+    return _split(_insert_conversions_hot(connection, _joined(payloads)), payloads)
+
+
+def _ingested_hot(connection: sqlite3.Connection, batches: list[_Batch]) -> list[_Ingested]:
+    """:meth:`Events.ingest` on SQLite's hot path."""
+    done = []
+    for exposures, visitors, credit in batches:
+        new_exposures = SqliteHotPath.insert_exposures_in(connection, exposures)
+        rows = credit(_exposures_for_hot(connection, visitors))
+        done.append((new_exposures, rows, _insert_conversions_hot(connection, rows)))
+    return done
 
 
 def _insert_conversions_hot(
