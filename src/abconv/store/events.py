@@ -97,29 +97,38 @@ class Events:
             EXPOSURE.c.visitor
             == sa.any_(sa.bindparam("visitors", type_=postgresql.ARRAY(sa.String)))
         )
-        # PostgreSQL: one exposure and its rollup in one statement, run in
-        # autocommit (one round trip; the statement is atomic on its own).
+        # PostgreSQL: the exposures of a group of requests and their rollup in
+        # one statement, the rows as arrays. Rows and rollup rows go in key
+        # order, so that two workers' transactions lock them in one order.
+        arrays = (
+            sa.func.unnest(
+                *(sa.bindparam(name, type_=postgresql.ARRAY(EXPOSURE.c[name].type))
+                  for name in EXPOSURE_COLUMNS)
+            )
+            .table_valued(*EXPOSURE_COLUMNS)
+            .render_derived()
+        )  # fmt: skip
         new = (
             insert(EXPOSURE)
-            .values({name: sa.bindparam(name) for name in EXPOSURE_COLUMNS})
+            .from_select(list(EXPOSURE_COLUMNS), sa.select(*arrays.c))
             .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at)
+            .returning(*(EXPOSURE.c[name] for name in EXPOSURE_COLUMNS))
             .cte("new")
         )
         day = sa.cast(new.c.created_at, sa.Date)
         counted = insert(ROLLUP_EXPOSURE).from_select(
             ["experiment", "variant", "day", "visitors"],
-            sa.select(new.c.experiment, new.c.variant, day, sa.func.count()).group_by(
-                new.c.experiment, new.c.variant, day
-            ),
+            sa.select(new.c.experiment, new.c.variant, day, sa.func.count())
+            .group_by(new.c.experiment, new.c.variant, day)
+            .order_by(new.c.experiment, new.c.variant, day),
         )
         counted = counted.on_conflict_do_update(
             index_elements=["experiment", "variant", "day"],
             set_={"visitors": ROLLUP_EXPOSURE.c.visitors + counted.excluded.visitors},
         )
-        self._insert_one_exposure = sa.select(
-            new.c.experiment, new.c.variant, new.c.created_at
-        ).add_cte(counted.cte("counted"))
+        self._insert_many_exposures = sa.select(new.c.visitor, new.c.experiment).add_cte(
+            counted.cte("counted")
+        )
         self._insert_conversion = (
             insert(CONVERSION)
             .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
@@ -205,13 +214,22 @@ class Events:
     def _exposures_written(
         self, conn: Connection, payloads: list[list[dict[str, Any]]]
     ) -> list[int]:
-        """PostgreSQL: each request's exposures, inside a shared transaction."""
-        return [
-            len(conn.execute(self._insert_one_exposure, rows[0]).all())
-            if len(rows) == 1
-            else self.insert_exposures(conn, rows)
-            for rows in payloads
-        ]
+        """PostgreSQL: several requests' exposures in one statement; how many of
+        each request's rows were new (a row two requests share counts for the first)."""
+        first: dict[tuple[str, str], int] = {}  # (experiment, visitor) -> its payload
+        for number, rows in enumerate(payloads):
+            for row in rows:
+                first.setdefault((row["experiment"], row["visitor"]), number)
+        sent = sorted(
+            (row for number, rows in enumerate(payloads) for row in rows
+             if first[(row["experiment"], row["visitor"])] == number),
+            key=lambda row: (row["experiment"], row["visitor"]),
+        )  # fmt: skip
+        arrays = {name: [row[name] for row in sent] for name in EXPOSURE_COLUMNS}
+        counts = [0] * len(payloads)
+        for visitor, experiment in conn.execute(self._insert_many_exposures, arrays):
+            counts[first[(experiment, visitor)]] += 1
+        return counts
 
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert exposure rows inside a write transaction; return how many were new."""
@@ -320,12 +338,23 @@ class Events:
         """Several requests' conversions as one batch (one statement per table on
         PostgreSQL), inside a shared transaction. As within a request, the first
         of two rows with one (visitor, event_id, experiment) is the one stored."""
-        return _split(self.insert_conversions(conn, _joined(payloads)), payloads)
+        rows = _joined(payloads)
+        # In key order (stable: the first of two alike stays first), so that two
+        # workers' transactions holding one event each wait in one order.
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (rows[i].visitor, rows[i].event_id or "", rows[i].experiment),
+        )
+        stored = self.insert_conversions(conn, [rows[i] for i in order])
+        new = [False] * len(rows)
+        for position, i in enumerate(order):
+            new[i] = stored[position]
+        return _split(new, payloads)
 
 
 _Batch = tuple[
     list[dict[str, Any]],
-    Iterable[str],
+    list[str],
     Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
 ]
 _Ingested = tuple[int, list[NewConversion], list[bool]]
