@@ -75,7 +75,7 @@ class Events:
         if database.hot is not None:
             self._hot_writes = GroupCommit(self._hot_transaction)
         elif not database.is_sqlite:
-            self._writes = GroupCommit(database.writing)
+            self._writes = GroupCommit(database.writing, database.autocommit)
         insert = database.insert
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
@@ -199,7 +199,7 @@ class Events:
         if self._hot_writes is not None:
             inserted = self._hot_writes.run(_exposures_hot, rows)
         elif self._writes is not None:
-            inserted = self._writes.run(self._exposures_written, rows)
+            inserted = self._writes.run(self._exposures_written, rows, one_statement=True)
         else:
             with self.database.writing() as conn:
                 inserted = self.insert_exposures(conn, rows)

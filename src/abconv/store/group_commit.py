@@ -34,11 +34,12 @@ Write = Callable[[C, list[P]], list[R]]
 class _Job:
     """One request's write, and its answer once the transaction is over."""
 
-    __slots__ = ("write", "payload", "woken", "done", "result", "error")
+    __slots__ = ("write", "payload", "one_statement", "woken", "done", "result", "error")
 
-    def __init__(self, write: Write[Any, Any, Any], payload: Any) -> None:
+    def __init__(self, write: Write[Any, Any, Any], payload: Any, one_statement: bool) -> None:
         self.write = write
         self.payload = payload
+        self.one_statement = one_statement
         self.woken = threading.Event()  # done, or asked to lead the next transaction
         self.done = False
         self.result: Any = None
@@ -57,26 +58,38 @@ class _Job:
 class GroupCommit(Generic[C]):
     """Runs writes in shared transactions made by ``transaction`` (a context
     manager that yields a connection and commits on leaving), at most
-    ``most`` writes a transaction."""
+    ``most`` writes a transaction.
+
+    ``autocommit``, if given, yields a connection on which each statement
+    commits as it runs: a group whose writes are all of one kind that is
+    one statement for any number of payloads runs there, without the
+    round trips of BEGIN and COMMIT, and holds its row locks for that
+    statement only.
+    """
 
     def __init__(
-        self, transaction: Callable[[], AbstractContextManager[C]], most: int = 64
+        self,
+        transaction: Callable[[], AbstractContextManager[C]],
+        autocommit: Callable[[], AbstractContextManager[C]] | None = None,
+        most: int = 64,
     ) -> None:
         self.transaction = transaction
+        self.autocommit = autocommit
         self.most = most
         self._lock = threading.Lock()
         self._queue: list[_Job] = []
         self._leading = False  # a thread is running a transaction; the queue waits for it
         self.transactions = 0  # committed or not (tests: writes were grouped)
 
-    def run(self, write: Write[C, P, R], payload: P) -> R:
+    def run(self, write: Write[C, P, R], payload: P, one_statement: bool = False) -> R:
         """``write(connection, [payload, ...])[i]`` for this ``payload``, once committed.
 
         ``write`` may be called with other requests' payloads beside this one
         (in the order they came), and again with this one alone if the shared
         transaction fails; it must depend on nothing but its arguments.
+        ``one_statement``: ``write`` runs one statement, whatever the payloads.
         """
-        job = _Job(write, payload)
+        job = _Job(write, payload, one_statement)
         with self._lock:
             self._queue.append(job)
             leads = not self._leading
@@ -105,8 +118,11 @@ class GroupCommit(Generic[C]):
         for job in batch:
             kinds.setdefault(job.write, []).append(job)
         self.transactions += 1
+        begin = self.transaction
+        if self.autocommit is not None and len(kinds) == 1 and batch[0].one_statement:
+            begin = self.autocommit
         try:
-            with self.transaction() as connection:
+            with begin() as connection:
                 answers = [
                     (jobs, write(connection, [job.payload for job in jobs]))
                     for write, jobs in kinds.items()
