@@ -285,8 +285,9 @@ def postgres_bench_url(test_url: str, name: str = "bench") -> str:
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         if (
-            conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
-            .first()
+            conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
             is None
         ):
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -510,7 +511,9 @@ def main() -> None:
     for name, given in databases:
         with tempfile.TemporaryDirectory() as folder:
             url = (
-                f"sqlite:///{folder}/bench.sqlite3" if given is None else postgres_bench_url(given, args.pg_database)
+                f"sqlite:///{folder}/bench.sqlite3"
+                if given is None
+                else postgres_bench_url(given, args.pg_database)
             )
             report["databases"].append(measure_database(name, url, args, load))
     if not args.routes_only:

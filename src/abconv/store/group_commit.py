@@ -81,6 +81,12 @@ class GroupCommit(Generic[C]):
         self._leading = False  # a thread is running a transaction; the queue waits for it
         self.transactions = 0  # committed or not (tests: writes were grouped)
 
+    @property
+    def waiting(self) -> int:
+        """Writes queued for the next transaction."""
+        with self._lock:
+            return len(self._queue)
+
     def run(self, write: Write[C, P, R], payload: P, one_statement: bool = False) -> R:
         """``write(connection, [payload, ...])[i]`` for this ``payload``, once committed.
 
