@@ -81,7 +81,7 @@ def run_together(group: GroupCommit[Any], write: Any, payloads: list[Any]) -> li
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         first = pool.submit(one, payloads[0])
-        while not group._leading:  # the first write's transaction is open
+        while not group.busy:  # the first write's transaction is open
             time.sleep(0.001)
         rest = [pool.submit(one, payload) for payload in payloads[1:]]
         return [first.result(), *(future.result() for future in rest)]
@@ -104,7 +104,7 @@ def test_a_lone_write_commits_at_once() -> None:
     assert group.run(doubled, 4) == 8
     assert time.monotonic() - started < 0.5
     assert ledger.committed == [[4]]
-    assert group.waiting == 0 and not group._leading
+    assert group.waiting == 0 and not group.busy
 
 
 def test_a_failing_write_fails_alone_and_its_batch_mates_commit() -> None:
@@ -141,7 +141,7 @@ def test_the_next_leader_takes_over_when_the_queue_outgrows_one_transaction() ->
     answers = run_together(group, doubled, list(range(1, 8)))
     assert answers == [2 * n for n in range(1, 8)]
     assert [len(written) for written in ledger.committed] == [1, 2, 2, 2]
-    assert group.waiting == 0 and not group._leading
+    assert group.waiting == 0 and not group.busy
 
 
 # -- on the databases --------------------------------------------------------
@@ -210,7 +210,7 @@ def test_an_unreachable_database_fails_each_grouped_write() -> None:
         store.dispose()
 
 
-def test_many_threads_lose_nothing_and_share_commits(store: Store) -> None:
+def test_many_threads_lose_nothing_and_double_nothing(store: Store) -> None:
     group = writes_of(store)
     visitors = [f"visitor-{n}" for n in range(40)]
     with ThreadPoolExecutor(8) as pool:

@@ -82,6 +82,11 @@ class GroupCommit(Generic[C]):
         self.transactions = 0  # committed or not (tests: writes were grouped)
 
     @property
+    def busy(self) -> bool:
+        """A transaction is under way (later writes queue for the next)."""
+        return self._leading
+
+    @property
     def waiting(self) -> int:
         """Writes queued for the next transaction."""
         with self._lock:
