@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from abconv.store import NewConversion, Store, utcnow
 from abconv.store.group_commit import GroupCommit
+from abconv.store.outage import HangGuard
 
 THREADS = 6
 
@@ -234,3 +235,22 @@ def group_write(store: Store, kind: str) -> Any:
     if kind == "exposures":
         return module._exposures_hot if hot else events._exposures_written
     return module._conversions_hot if hot else events._conversions_written
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # PostgreSQL's deadlock_detected
+
+
+def test_a_deadlock_between_two_groups_is_not_taken_for_a_hanging_database() -> None:
+    """Two workers' groups can deadlock; PostgreSQL answers one after a second
+    (deadlock_timeout), which must not make every request fail at once."""
+    guard = HangGuard(lambda: None, slow=0.0)  # any failure counts as slow
+    try:
+        with pytest.raises(sa.exc.OperationalError), guard.watch():
+            raise sa.exc.OperationalError("INSERT", None, _Deadlock())
+        assert not guard.hanging
+        with pytest.raises(sa.exc.OperationalError), guard.watch():
+            raise sa.exc.OperationalError("INSERT", None, ConnectionError("timed out"))
+        assert guard.hanging
+    finally:
+        guard.close()
