@@ -82,7 +82,7 @@ def run_together(group: GroupCommit[Any], write: Any, payloads: list[Any]) -> li
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         first = pool.submit(one, payloads[0])
-        while not group.busy:  # the first write's transaction is open
+        while not group.busy and not first.done():  # its transaction is open (or over)
             time.sleep(0.001)
         rest = [pool.submit(one, payload) for payload in payloads[1:]]
         return [first.result(), *(future.result() for future in rest)]
