@@ -274,8 +274,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def postgres_bench_url(test_url: str) -> str:
-    """A database ``bench`` on the server of ``test_url``, created when absent
+def postgres_bench_url(test_url: str, name: str = "bench") -> str:
+    """A database ``name`` on the server of ``test_url``, created when absent
     and emptied (its own schema dropped): other tests use ``test``."""
     import sqlalchemy as sa
 
@@ -285,12 +285,14 @@ def postgres_bench_url(test_url: str) -> str:
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         if (
-            conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = 'bench'")).first()
+            conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
             is None
         ):
-            conn.execute(sa.text("CREATE DATABASE bench"))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    bench = url.set(database="bench")
+    bench = url.set(database=name)
     engine = sa.create_engine(bench, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -469,6 +471,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="per worker, as abconv serve")
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--pg-database", default="bench", help="PostgreSQL database to use (emptied first)"
+    )
+    parser.add_argument(
+        "--routes-only", action="store_true", help="skip analyze and the results route"
+    )
     parser.add_argument("--analyze-calls", type=int, default=100)
     parser.add_argument("--small", type=int, default=10_000, help="exposures, results route")
     parser.add_argument("--large", type=int, default=1_000_000, help="exposures, results route")
@@ -484,7 +493,7 @@ def main() -> None:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     load = load_wrk if tool == "wrk" else load_python
-    databases = [("sqlite", None)]
+    databases: list[tuple[str, str | None]] = [] if args.no_sqlite else [("sqlite", None)]
     test_url = os.environ.get("ABCONV_TEST_DATABASE_URL")
     if test_url and not args.no_postgres:
         databases.append(("postgresql", test_url))
@@ -502,13 +511,16 @@ def main() -> None:
     for name, given in databases:
         with tempfile.TemporaryDirectory() as folder:
             url = (
-                f"sqlite:///{folder}/bench.sqlite3" if given is None else postgres_bench_url(given)
+                f"sqlite:///{folder}/bench.sqlite3"
+                if given is None
+                else postgres_bench_url(given, args.pg_database)
             )
             report["databases"].append(measure_database(name, url, args, load))
-    print("  analyze ...", flush=True)
-    report["analyze_ms"] = measure_analyze(args.analyze_calls)
-    print("  results at two sizes ...", flush=True)
-    report["results"] = measure_results(args.small, args.large, args.results_calls)
+    if not args.routes_only:
+        print("  analyze ...", flush=True)
+        report["analyze_ms"] = measure_analyze(args.analyze_calls)
+        print("  results at two sizes ...", flush=True)
+        report["results"] = measure_results(args.small, args.large, args.results_calls)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.out / f"run-{stamp}.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from abconv.store.connections import Database, as_database_error, utcnow
 from abconv.store.exposure_cache import ExposureCache
+from abconv.store.group_commit import GroupCommit
 from abconv.store.rollups import Rollups, VisitorGoal, conversion_changes
 from abconv.store.sqlite import (
     INSERT_CONVERSION,
@@ -65,6 +67,15 @@ class Events:
         self.database = database
         self.rollups = rollups
         self.exposure_cache = ExposureCache()
+        # Writes share transactions (abconv.store.group_commit): SQLite's hot
+        # path, or SQLAlchemy on PostgreSQL. An in-memory SQLite database is
+        # one per thread, so its writes run on their own thread, alone.
+        self._hot_writes: GroupCommit[sqlite3.Connection] | None = None
+        self._writes: GroupCommit[Connection] | None = None
+        if database.hot is not None:
+            self._hot_writes = GroupCommit(self._hot_transaction)
+        elif not database.is_sqlite:
+            self._writes = GroupCommit(database.writing, database.autocommit)
         insert = database.insert
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
@@ -92,36 +103,49 @@ class Events:
             EXPOSURE.c.visitor
             == sa.any_(sa.bindparam("visitors", type_=postgresql.ARRAY(sa.String)))
         )
-        # PostgreSQL: one exposure and its rollup in one statement, run in
-        # autocommit (one round trip; the statement is atomic on its own).
+        # PostgreSQL: the exposures of a group of requests and their rollup in
+        # one statement, the rows as arrays. Rows and rollup rows go in key
+        # order, so that two workers' transactions lock them in one order.
+        arrays = (
+            sa.func.unnest(
+                *(sa.bindparam(name, type_=postgresql.ARRAY(EXPOSURE.c[name].type))
+                  for name in EXPOSURE_COLUMNS)
+            )
+            .table_valued(*EXPOSURE_COLUMNS)
+            .render_derived()
+        )  # fmt: skip
         new = (
             insert(EXPOSURE)
-            .values({name: sa.bindparam(name) for name in EXPOSURE_COLUMNS})
+            .from_select(list(EXPOSURE_COLUMNS), sa.select(*arrays.c))
             .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(
-                EXPOSURE.c.experiment, EXPOSURE.c.variant, EXPOSURE.c.created_at, EXPOSURE.c.phase
-            )
+            .returning(*(EXPOSURE.c[name] for name in EXPOSURE_COLUMNS))
             .cte("new")
         )
         day = sa.cast(new.c.created_at, sa.Date)
         counted = insert(ROLLUP_EXPOSURE).from_select(
             ["experiment", "variant", "phase", "day", "visitors"],
-            sa.select(new.c.experiment, new.c.variant, new.c.phase, day, sa.func.count()).group_by(
-                new.c.experiment, new.c.variant, new.c.phase, day
-            ),
+            sa.select(new.c.experiment, new.c.variant, new.c.phase, day, sa.func.count())
+            .group_by(new.c.experiment, new.c.variant, new.c.phase, day)
+            .order_by(new.c.experiment, new.c.variant, new.c.phase, day),
         )
         counted = counted.on_conflict_do_update(
             index_elements=["experiment", "variant", "phase", "day"],
             set_={"visitors": ROLLUP_EXPOSURE.c.visitors + counted.excluded.visitors},
         )
-        self._insert_one_exposure = sa.select(
-            new.c.experiment, new.c.variant, new.c.created_at, new.c.phase
-        ).add_cte(counted.cte("counted"))
+        self._insert_many_exposures = sa.select(new.c.visitor, new.c.experiment).add_cte(
+            counted.cte("counted")
+        )
         self._insert_conversion = (
             insert(CONVERSION)
             .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
             .returning(CONVERSION.c.id)
         )
+
+    @contextmanager
+    def _hot_transaction(self) -> Iterator[sqlite3.Connection]:
+        assert self.database.hot is not None  # only made with a hot path
+        with self.database.using(), as_database_error(), self.database.hot.transaction() as c:
+            yield c
 
     # -- exposures ---------------------------------------------------------
 
@@ -181,17 +205,19 @@ class Events:
         at = at or utcnow()
         phases = phases or {}
         rows: list[dict[str, Any]] = [
-            {"experiment": key, "visitor": visitor, "variant": variant, "created_at": at,
-             "phase": phases.get(key, 1)}
+            {
+                "experiment": key,
+                "visitor": visitor,
+                "variant": variant,
+                "created_at": at,
+                "phase": phases.get(key, 1),
+            }
             for key, variant in variants.items()
-        ]  # fmt: skip
-        hot = self.database.hot
-        if hot is not None:
-            with self.database.using(), as_database_error():
-                inserted = hot.insert_exposures(rows)
-        elif len(rows) == 1 and not self.database.is_sqlite:
-            with self.database.autocommit() as conn:
-                inserted = len(conn.execute(self._insert_one_exposure, rows[0]).all())
+        ]
+        if self._hot_writes is not None:
+            inserted = self._hot_writes.run(_exposures_hot, rows)
+        elif self._writes is not None:
+            inserted = self._writes.run(self._exposures_written, rows, one_statement=True)
         else:
             with self.database.writing() as conn:
                 inserted = self.insert_exposures(conn, rows)
@@ -206,6 +232,26 @@ class Events:
             return dict(variants)
         stored = self.exposures_of(visitor, list(variants))
         return {key: stored[key].variant for key in variants if key in stored}
+
+    def _exposures_written(
+        self, conn: Connection, payloads: list[list[dict[str, Any]]]
+    ) -> list[int]:
+        """PostgreSQL: several requests' exposures in one statement; how many of
+        each request's rows were new (a row two requests share counts for the first)."""
+        first: dict[tuple[str, str], int] = {}  # (experiment, visitor) -> its payload
+        for number, rows in enumerate(payloads):
+            for row in rows:
+                first.setdefault((row["experiment"], row["visitor"]), number)
+        sent = sorted(
+            (row for number, rows in enumerate(payloads) for row in rows
+             if first[(row["experiment"], row["visitor"])] == number),
+            key=lambda row: (row["experiment"], row["visitor"]),
+        )  # fmt: skip
+        arrays = {name: [row[name] for row in sent] for name in EXPOSURE_COLUMNS}
+        counts = [0] * len(payloads)
+        for visitor, experiment in conn.execute(self._insert_many_exposures, arrays):
+            counts[first[(experiment, visitor)]] += 1
+        return counts
 
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert exposure rows inside a write transaction; return how many were new."""
@@ -281,34 +327,96 @@ class Events:
         stored exposures of ``visitors``, insert the conversions ``credit``
         makes of them. Return the new exposures, the conversion rows, and
         True where a conversion row was new."""
-        hot = self.database.hot
-        if hot is not None:
-            with self.database.using(), as_database_error(), hot.transaction() as connection:
-                new_exposures = hot.insert_exposures_in(connection, exposures)
-                rows = credit(_exposures_for_hot(connection, visitors))
-                return new_exposures, rows, _insert_conversions_hot(connection, rows)
+        batch = (exposures, list(visitors), credit)  # a retry reads them again
+        if self._hot_writes is not None:
+            return self._hot_writes.run(_ingested_hot, batch)
+        if self._writes is not None:
+            return self._writes.run(self._ingested, batch)
         with self.database.writing() as conn:
+            return self._ingested(conn, [batch])[0]
+
+    def _ingested(self, conn: Connection, batches: list[_Batch]) -> list[_Ingested]:
+        """:meth:`ingest`'s batches inside a shared transaction, one after the other."""
+        done = []
+        for exposures, visitors, credit in batches:
             new_exposures = self.insert_exposures(conn, exposures)
             rows = credit(self.exposures_for(conn, visitors))
-            return new_exposures, rows, self.insert_conversions(conn, rows)
+            done.append((new_exposures, rows, self.insert_conversions(conn, rows)))
+        return done
 
     def record_conversions(self, rows: Sequence[NewConversion]) -> list[bool]:
         """Store conversions and their rollups in one committed transaction;
         True where a row was new."""
         if not rows:
             return []
-        hot = self.database.hot
-        if hot is not None:
-            with self.database.using(), as_database_error():
-                return _record_conversions_hot(hot, rows)
+        if self._hot_writes is not None:
+            return self._hot_writes.run(_conversions_hot, list(rows))
+        if self._writes is not None:
+            return self._writes.run(self._conversions_written, list(rows))
         with self.database.writing() as conn:
             return self.insert_conversions(conn, rows)
 
+    def _conversions_written(
+        self, conn: Connection, payloads: list[list[NewConversion]]
+    ) -> list[list[bool]]:
+        """Several requests' conversions as one batch (one statement per table on
+        PostgreSQL), inside a shared transaction. As within a request, the first
+        of two rows with one (visitor, event_id, experiment) is the one stored."""
+        rows = _joined(payloads)
+        # In key order (stable: the first of two alike stays first), so that two
+        # workers' transactions holding one event each wait in one order.
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (rows[i].visitor, rows[i].event_id or "", rows[i].experiment),
+        )
+        stored = self.insert_conversions(conn, [rows[i] for i in order])
+        new = [False] * len(rows)
+        for position, i in enumerate(order):
+            new[i] = stored[position]
+        return _split(new, payloads)
 
-def _record_conversions_hot(hot: SqliteHotPath, rows: Sequence[NewConversion]) -> list[bool]:
-    """:meth:`Events.record_conversions` on SQLite's hot path."""
-    with hot.transaction() as connection:
-        return _insert_conversions_hot(connection, rows)
+
+_Batch = tuple[
+    list[dict[str, Any]],
+    list[str],
+    Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
+]
+_Ingested = tuple[int, list[NewConversion], list[bool]]
+
+
+def _joined(payloads: list[list[NewConversion]]) -> list[NewConversion]:
+    return [row for rows in payloads for row in rows]
+
+
+def _split(new: list[bool], payloads: list[list[NewConversion]]) -> list[list[bool]]:
+    """``new`` (one flag per row of all ``payloads``) cut back into each payload's flags."""
+    answers, start = [], 0
+    for rows in payloads:
+        answers.append(new[start : start + len(rows)])
+        start += len(rows)
+    return answers
+
+
+def _exposures_hot(
+    connection: sqlite3.Connection, payloads: list[list[dict[str, Any]]]
+) -> list[int]:
+    return [SqliteHotPath.insert_exposures_in(connection, rows) for rows in payloads]
+
+
+def _conversions_hot(
+    connection: sqlite3.Connection, payloads: list[list[NewConversion]]
+) -> list[list[bool]]:
+    return _split(_insert_conversions_hot(connection, _joined(payloads)), payloads)
+
+
+def _ingested_hot(connection: sqlite3.Connection, batches: list[_Batch]) -> list[_Ingested]:
+    """:meth:`Events.ingest` on SQLite's hot path."""
+    done = []
+    for exposures, visitors, credit in batches:
+        new_exposures = SqliteHotPath.insert_exposures_in(connection, exposures)
+        rows = credit(_exposures_for_hot(connection, visitors))
+        done.append((new_exposures, rows, _insert_conversions_hot(connection, rows)))
+    return done
 
 
 def _insert_conversions_hot(

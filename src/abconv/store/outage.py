@@ -61,8 +61,8 @@ class HangGuard:
         started = time.monotonic()
         try:
             yield
-        except UNAVAILABLE:
-            if time.monotonic() - started >= self.slow:
+        except UNAVAILABLE as error:
+            if time.monotonic() - started >= self.slow and not _answered(error):
                 self._start_probing()
             raise
 
@@ -85,3 +85,9 @@ class HangGuard:
                 continue
             break
         self._hanging = False
+
+
+def _answered(error: Exception) -> bool:
+    """A deadlock or a serialisation failure (SQLSTATE class 40): the database
+    answered, after a wait that says nothing about its health."""
+    return str(getattr(getattr(error, "orig", None), "sqlstate", "") or "").startswith("40")

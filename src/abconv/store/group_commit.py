@@ -1,0 +1,154 @@
+"""Group commit: the concurrent writes of one process share one transaction.
+
+A commit costs more than the statements before it: a WAL flush on
+PostgreSQL (milliseconds), the writers' file lock and a WAL append on
+SQLite. gunicorn runs a worker's requests on threads, so while one write
+commits others queue; the next transaction takes them all and commits once.
+
+No thread of its own and no timer: the first writer to find no transaction
+under way leads one at once, holding whatever queued meanwhile (a lone
+request waits for nothing); the others sleep until it wakes them. Writes
+of one kind are merged into one call (one statement for all their rows,
+where the kind allows). Each write gets its own answer, and only after the
+commit that holds it: a 2xx still means committed. When the shared
+transaction fails, each write is retried alone in a transaction of its own,
+so one bad write fails only its own request, and an outage fails each with
+the error it would have met alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
+
+C = TypeVar("C")  # the connection a transaction hands its writes
+P = TypeVar("P")  # what one request asks to write
+R = TypeVar("R")  # what it gets back
+
+#: Writes of one kind in one transaction: the answers to ``payloads``, in order.
+Write = Callable[[C, list[P]], list[R]]
+
+
+class _Job:
+    """One request's write, and its answer once the transaction is over."""
+
+    __slots__ = ("write", "payload", "one_statement", "woken", "done", "result", "error")
+
+    def __init__(self, write: Write[Any, Any, Any], payload: Any, one_statement: bool) -> None:
+        self.write = write
+        self.payload = payload
+        self.one_statement = one_statement
+        self.woken = threading.Event()  # done, or asked to lead the next transaction
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error, self.done = result, error, True
+        self.woken.set()
+
+    def answer(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit(Generic[C]):
+    """Runs writes in shared transactions made by ``transaction`` (a context
+    manager that yields a connection and commits on leaving), at most
+    ``most`` writes a transaction.
+
+    ``autocommit``, if given, yields a connection on which each statement
+    commits as it runs: a group whose writes are all of one kind that is
+    one statement for any number of payloads runs there, without the
+    round trips of BEGIN and COMMIT, and holds its row locks for that
+    statement only.
+    """
+
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[C]],
+        autocommit: Callable[[], AbstractContextManager[C]] | None = None,
+        most: int = 64,
+    ) -> None:
+        self.transaction = transaction
+        self.autocommit = autocommit
+        self.most = most
+        self._lock = threading.Lock()
+        self._queue: list[_Job] = []
+        self._leading = False  # a thread is running a transaction; the queue waits for it
+        self.transactions = 0  # committed or not (tests: writes were grouped)
+
+    @property
+    def busy(self) -> bool:
+        """A transaction is under way (later writes queue for the next)."""
+        return self._leading
+
+    @property
+    def waiting(self) -> int:
+        """Writes queued for the next transaction."""
+        with self._lock:
+            return len(self._queue)
+
+    def run(self, write: Write[C, P, R], payload: P, one_statement: bool = False) -> R:
+        """``write(connection, [payload, ...])[i]`` for this ``payload``, once committed.
+
+        ``write`` may be called with other requests' payloads beside this one
+        (in the order they came), and again with this one alone if the shared
+        transaction fails; it must depend on nothing but its arguments.
+        ``one_statement``: ``write`` runs one statement, whatever the payloads.
+        """
+        job = _Job(write, payload, one_statement)
+        with self._lock:
+            self._queue.append(job)
+            leads = not self._leading
+            self._leading = True
+        if not leads:
+            job.woken.wait()
+            if job.done:
+                return job.answer()  # type: ignore[no-any-return]
+        # This thread leads: its job is first in the queue.
+        with self._lock:
+            batch = self._queue[: self.most]
+            del self._queue[: self.most]
+        try:
+            self._commit(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].woken.set()  # it leads the next transaction
+                else:
+                    self._leading = False
+        return job.answer()  # type: ignore[no-any-return]
+
+    def _commit(self, batch: list[_Job]) -> None:
+        """Run ``batch`` in one transaction and answer each job; alone on failure."""
+        kinds: dict[Write[C, Any, Any], list[_Job]] = {}
+        for job in batch:
+            kinds.setdefault(job.write, []).append(job)
+        self.transactions += 1
+        begin = self.transaction
+        if self.autocommit is not None and len(kinds) == 1 and batch[0].one_statement:
+            begin = self.autocommit
+        try:
+            with begin() as connection:
+                answers = [
+                    (jobs, write(connection, [job.payload for job in jobs]))
+                    for write, jobs in kinds.items()
+                ]
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].finish(error=error)
+                return
+            for job in batch:
+                self._commit([job])
+            return
+        except BaseException as error:  # the thread is stopping: nobody may wait forever
+            for job in batch:
+                job.finish(error=error)
+            raise
+        for jobs, results in answers:
+            for job, result in zip(jobs, results, strict=True):
+                job.finish(result)
