@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from abconv import create_app
-from abconv.store import normalise_url
+from abconv.store import Store, normalise_url
 from tests.openapi_contract import ContractClient
 
 POSTGRES_ENV = "ABCONV_TEST_DATABASE_URL"
@@ -125,6 +125,15 @@ def postgres_schema(base_url: str) -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A store on the test's database, migrated to the newest revision."""
+    store = Store(database_url)
+    store.upgrade_schema()
+    yield store
+    store.dispose()
 
 
 @pytest.fixture

@@ -148,14 +148,6 @@ def test_the_next_leader_takes_over_when_the_queue_outgrows_one_transaction() ->
 # -- on the databases --------------------------------------------------------
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade_schema()
-    yield store
-    store.dispose()
-
-
 def writes_of(store: Store) -> GroupCommit[Any]:
     group = store.events._hot_writes or store.events._writes
     assert group is not None  # a file or PostgreSQL: writes are grouped

@@ -263,6 +263,14 @@ def rollup_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def at_0004_with(conn: Any, statements: str) -> None:
+    """The old rows taken to revision 0004, then ``statements`` (``;``-separated) run."""
+    at_0002_with_old_rows(conn)
+    command.upgrade(schema._config(conn), "0004")
+    for statement in filter(str.strip, statements.split(";")):
+        conn.exec_driver_sql(statement)
+
+
 # Rollups as revision 0004 kept them (no phase) for the rows of OLD_SCHEMA.
 ROLLUPS_AT_0004 = """
 INSERT INTO rollup_exposure (experiment, variant, day, visitors) VALUES
@@ -292,10 +300,7 @@ def test_a_database_at_0004_with_rows_gets_phase_1_losing_nothing(
     store = Store(database_url)
     try:
         with store._migrating() as conn:
-            at_0002_with_old_rows(conn)
-            command.upgrade(schema._config(conn), "0004")
-            for statement in filter(str.strip, ROLLUPS_AT_0004.split(";")):
-                conn.exec_driver_sql(statement)
+            at_0004_with(conn, ROLLUPS_AT_0004)
             conn.exec_driver_sql("INSERT INTO exposure (experiment, visitor, variant, "
                                  "created_at) VALUES ('other', 'bob', 'a', "
                                  "'2026-02-03 04:05:06.000000')")  # fmt: skip
@@ -353,10 +358,7 @@ def test_a_database_at_0004_with_rows_and_rollups_gets_the_new_sums_filled(
     store = Store(database_url)
     try:
         with store._migrating() as conn:
-            at_0002_with_old_rows(conn)
-            command.upgrade(schema._config(conn), "0004")
-            for statement in filter(str.strip, AT_0004.split(";")):
-                conn.exec_driver_sql(statement)
+            at_0004_with(conn, AT_0004)
         before, rollups = all_rows(store), rollup_rows(store)
         with store._migrating() as conn:
             command.upgrade(schema._config(conn), "0005")

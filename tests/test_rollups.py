@@ -16,7 +16,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -37,14 +36,6 @@ from tests.conftest import write_experiment
 GOALS = {"purchase": "hard", "signup": "hard", "guide": "soft", "newsletter": "soft"}
 VARIANTS = ["a", "b", "c"]
 START = datetime(2026, 11, 1)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade_schema()
-    yield store
-    store.dispose()
 
 
 # -- the reference: counts computed from the events sent ----------------------
