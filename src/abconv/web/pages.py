@@ -17,7 +17,7 @@ from flask import Blueprint, render_template, request
 
 from abconv.errors import AbconvError
 from abconv.experiments import Experiment, ExperimentRegistry, phases
-from abconv.experiments.layers import Layer
+from abconv.experiments.layers import SUM_TOLERANCE, Layer
 from abconv.results.excluded import REASONS
 from abconv.web import charts, verdict
 from abconv.web.api import results_of, services
@@ -84,6 +84,7 @@ def results(key: str) -> str:
     if view is None:
         view = verdict.default_view(experiment.analysis.method)
     progress = document.get("progress")
+    layer = services().experiments.layer(experiment.layer) if experiment.layer else None
     goals = sorted(document["goals"], key=lambda g: (g["kind"] != "hard", not g["primary"]))
     return render_template(
         "pages/results.html",
@@ -112,9 +113,8 @@ def results(key: str) -> str:
             (reason, requests, REASONS[reason])
             for reason, requests in (document.get("excluded") or {}).items()
         ],
-        layer=experiment.layer and services().experiments.layer(experiment.layer),
-        layer_parts=experiment.layer
-        and layer_parts(services().experiments.layer(experiment.layer), key),
+        layer=layer,
+        layer_parts=layer and layer_parts(layer, key),
     )
 
 
@@ -124,7 +124,7 @@ def layer_parts(layer: Layer, shown: str) -> list[LayerPart]:
     ranges = {share.experiment: share.end - share.start for share in layer.shares}
     parts = [LayerPart(key, ranges.get(key, 0.0), key == shown) for key in layer.members]
     free = 1.0 - sum(ranges.values())
-    if free > 1e-9:
+    if free > SUM_TOLERANCE:
         parts.append(LayerPart(None, free, False))
     return parts
 
