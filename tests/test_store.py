@@ -110,7 +110,8 @@ def test_the_hot_path_and_sqlalchemy_read_each_others_rows_identically(tmp_path:
         n = next(numbers)
         by_hot, by_sqlalchemy = f"hot-{n}", f"sqlalchemy-{n}"
         row = {"experiment": experiment, "variant": variant, "created_at": at, "phase": 2}
-        assert hot.insert_exposures([{**row, "visitor": by_hot}]) == 1
+        with hot.transaction() as connection:
+            assert hot.insert_exposures_in(connection, [{**row, "visitor": by_hot}]) == 1
         with store.writing() as conn:
             assert store.insert_exposures(conn, [{**row, "visitor": by_sqlalchemy}]) == 1
 

@@ -244,15 +244,10 @@ class SqliteHotPath:
             for experiment, variant, at, phase in rows
         ]
 
-    def insert_exposures(self, rows: list[dict[str, Any]]) -> int:
-        """Insert exposure rows in one committed transaction, counting the new ones
-        in the rollup of their day; return how many were new."""
-        with self.transaction() as connection:
-            return self.insert_exposures_in(connection, rows)
-
     @staticmethod
     def insert_exposures_in(connection: sqlite3.Connection, rows: list[dict[str, Any]]) -> int:
-        """:meth:`insert_exposures` inside the caller's :meth:`transaction`."""
+        """Insert exposure rows inside the caller's :meth:`transaction`, counting the
+        new ones in the rollup of their day; return how many were new."""
         days: Counter[tuple[str, str, int, str]] = Counter()
         for r in rows:
             at, phase = r["created_at"], r.get("phase", 1)
