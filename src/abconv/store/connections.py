@@ -202,7 +202,11 @@ def _create_engine(url: str) -> Engine:
         return create_sqlite_engine(url)
     engine = sa.create_engine(
         _with_server_timeouts(url),
-        pool_size=4,
+        # Kept open once opened (opened only when needed): at least a worker's
+        # threads (`abconv serve --threads`, 8), else under load the overflow is
+        # closed and reopened per request, a new PostgreSQL backend each time
+        # (681 -> 996 new visitors/s measured when 4 became 8).
+        pool_size=16,
         max_overflow=4,
         pool_timeout=2,  # every connection busy: a 503 rather than a long wait
         connect_args={
