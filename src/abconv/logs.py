@@ -26,6 +26,7 @@ import re
 import sys
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context, request
@@ -36,6 +37,13 @@ ACCESS_LOGGER = "abconv.access"
 REQUEST_ID_HEADER = "X-Request-Id"
 MAX_LOGGED_PATH = 200
 UNMATCHED = "none"
+
+# Where the hot routes (abconv.web.fast_lane), served without Flask's request
+# context, keep their request's id for log lines, and hand it and their start
+# time to Flask in the WSGI environ when Flask answers for them.
+FAST_REQUEST_ID: ContextVar[str | None] = ContextVar("abconv_request_id", default=None)
+ENVIRON_REQUEST_ID = "abconv.request_id"
+ENVIRON_STARTED = "abconv.started"
 
 _ACCESS = logging.getLogger(ACCESS_LOGGER)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -57,7 +65,9 @@ def init_app(app: Flask) -> None:
 
 def current_request_id() -> str | None:
     """The id of the request being served, or ``None`` outside a request."""
-    return g.get("request_id") if has_request_context() else None
+    if has_request_context():
+        return g.get("request_id")  # type: ignore[no-any-return]
+    return FAST_REQUEST_ID.get()
 
 
 class RequestIdFilter(logging.Filter):
@@ -136,9 +146,14 @@ def _install_handler() -> None:
 
 
 def _start_request() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-    g.request_started = time.perf_counter()
+    given = request.environ.get(ENVIRON_REQUEST_ID) or request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = request_id_from(given)
+    g.request_started = request.environ.get(ENVIRON_STARTED) or time.perf_counter()
+
+
+def request_id_from(given: str) -> str:
+    """The caller's request id if sane, else a fresh one."""
+    return given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _finish_request(response: Response) -> Response:
@@ -146,24 +161,35 @@ def _finish_request(response: Response) -> Response:
     if request_id is None:  # a hook registered before ours failed: still give an id
         request_id = g.request_id = uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
-    if _ACCESS.isEnabledFor(logging.INFO) and current_app.config.get("ACCESS_LOG", True):
-        seconds = request_seconds()
-        fields = {
-            "method": request.method[:16],
-            "endpoint": endpoint_name(),
-            "path": request.path[:MAX_LOGGED_PATH],
-            "status": response.status_code,
-            "duration_ms": "-" if seconds is None else round(seconds * 1000, 2),
-        }
-        # What ``logger.info`` does, less its walk up the stack for a file and
-        # line that the line never shows.
-        record = _ACCESS.makeRecord(
-            ACCESS_LOGGER, logging.INFO, "(unknown file)", 0, "%s %s %s",
-            (fields["method"], fields["path"], fields["status"]), None,
-            extra={"fields": fields, "request_id": request_id},
+    if current_app.config.get("ACCESS_LOG", True):
+        log_access(
+            request_id, request.method, endpoint_name(), request.path, response.status_code,
+            request_seconds(),
         )  # fmt: skip
-        _ACCESS.handle(record)
     return response
+
+
+def log_access(
+    request_id: str, method: str, endpoint: str, path: str, status: int, seconds: float | None
+) -> None:
+    """The ``abconv.access`` line of a request (see the module's docstring)."""
+    if not _ACCESS.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "method": method[:16],
+        "endpoint": endpoint,
+        "path": path[:MAX_LOGGED_PATH],
+        "status": status,
+        "duration_ms": "-" if seconds is None else round(seconds * 1000, 2),
+    }
+    # What ``logger.info`` does, less its walk up the stack for a file and
+    # line that the line never shows.
+    record = _ACCESS.makeRecord(
+        ACCESS_LOGGER, logging.INFO, "(unknown file)", 0, "%s %s %s",
+        (fields["method"], fields["path"], status), None,
+        extra={"fields": fields, "request_id": request_id},
+    )  # fmt: skip
+    _ACCESS.handle(record)
 
 
 def endpoint_name() -> str:

@@ -33,14 +33,19 @@ def services() -> service.Services:
 
 
 def json_body(required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, whatever its Content-Type: browsers'
-    ``sendBeacon`` sends JSON as text/plain.
+    """The request body as a JSON object (see :func:`json_object`)."""
+    return json_object(request.get_data(cache=True), required)
+
+
+def json_object(raw: bytes, required: bool = True) -> dict[str, Any]:
+    """A body as a JSON object, whatever its Content-Type: browsers'
+    ``sendBeacon`` sends JSON as text/plain. An empty body is ``{}`` unless
+    ``required``.
 
     Deep nesting is refused here, for every route: the parser gives up with
     ``RecursionError`` past about a thousand levels, and below that a deep
     value would reach the checks and their messages.
     """
-    raw = request.get_data(cache=True)
     if not raw and not required:
         return {}
     try:
@@ -57,26 +62,33 @@ def assign() -> Response:
     params: dict[str, Any] = dict(request.args)
     if request.method == "POST":
         params.update(json_body(required=False))
-    reply = service.assign_visitor(
-        services(),
+    return jsonify(assign_reply(services(), params, request.headers.get("User-Agent")))
+
+
+def assign_reply(
+    services: service.Services, params: dict[str, Any], user_agent: str | None
+) -> dict[str, Any]:
+    """``/api/assign``'s reply to ``params`` (query and body); ``user_agent``
+    is the request's, unless a server-side caller passes the visitor's."""
+    given = params.get("user_agent")
+    return service.assign_visitor(
+        services,
         require_visitor(params.get("visitor")),
         experiment_key=params.get("experiment") or None,
         force=params.get("force") or None,
-        user_agent=_user_agent(params),
+        user_agent=given if isinstance(given, str) and given else user_agent,
         experiment_keys=experiment_list(params.get("experiments")),
     )
-    return jsonify(reply)
-
-
-def _user_agent(params: dict[str, Any]) -> str | None:
-    """The visitor's browser: a server-side caller may pass it as ``user_agent``."""
-    given = params.get("user_agent")
-    return given if isinstance(given, str) and given else request.headers.get("User-Agent")
 
 
 @bp.post("/api/convert")
 def convert() -> Response:
-    return jsonify(service.convert_visitor(services(), conversion_input(json_body())))
+    return jsonify(convert_reply(services(), request.get_data(cache=True)))
+
+
+def convert_reply(services: service.Services, body: bytes) -> dict[str, Any]:
+    """``/api/convert``'s reply to the request ``body``."""
+    return service.convert_visitor(services, conversion_input(json_object(body)))
 
 
 @bp.post("/api/events")

@@ -11,7 +11,7 @@ page elsewhere has no business reading them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from flask import current_app, request
 from flask.wrappers import Response
@@ -27,25 +27,38 @@ def allow_cross_origin(public: set[str]) -> Callable[[Response], Response]:
     def add_headers(response: Response) -> Response:
         if request.endpoint not in public:
             return response
-        if request.method == "OPTIONS":  # Flask's automatic answer, made a preflight's
+        preflight = request.method == "OPTIONS"
+        if preflight:  # Flask's automatic answer, made a preflight's
             response.status_code = 204
             response.set_data(b"")
         allowed = current_app.config["ABCONV"].allowed_origins
-        if "*" not in allowed and allowed:
+        vary, headers = cors_headers(allowed, request.headers.get("Origin"), preflight)
+        if vary:
             response.vary.add("Origin")
-        origin = request.headers.get("Origin")
-        if origin is None or not allowed:
-            return response
-        if "*" in allowed:
-            response.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin.rstrip("/") in allowed:
-            response.headers["Access-Control-Allow-Origin"] = origin
-        else:
-            return response
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        response.headers.update(headers)
         return response
 
     return add_headers
+
+
+def cors_headers(
+    allowed: Collection[str], origin: str | None, preflight: bool
+) -> tuple[bool, list[tuple[str, str]]]:
+    """For a public route's reply to ``origin``: whether it varies with the
+    origin, and the CORS headers it gets (``allowed``: ABCONV_ALLOWED_ORIGINS)."""
+    vary = bool(allowed) and "*" not in allowed
+    if origin is None or not allowed:
+        return vary, []
+    if "*" in allowed:
+        headers = [("Access-Control-Allow-Origin", "*")]
+    elif origin.rstrip("/") in allowed:
+        headers = [("Access-Control-Allow-Origin", origin)]
+    else:
+        return vary, []
+    if preflight:
+        headers += [
+            ("Access-Control-Allow-Methods", ALLOWED_METHODS),
+            ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+            ("Access-Control-Max-Age", PREFLIGHT_MAX_AGE),
+        ]
+    return vary, headers

@@ -12,6 +12,7 @@ from functools import cache
 from importlib.resources import files
 
 from flask import Blueprint, Response, render_template, request
+from werkzeug.http import dump_cookie
 from werkzeug.wrappers import Response as BaseResponse
 
 from abconv.inputs import IDENTIFIER
@@ -45,17 +46,26 @@ def demo() -> str:
 
 def visitor_from_cookie() -> str:
     """The visitor id the cookie holds, or a new random one when it holds none."""
-    given = request.cookies.get(VISITOR_COOKIE, "")
-    return given if IDENTIFIER.fullmatch(given) else secrets.token_hex(16)
+    return visitor_id(request.cookies.get(VISITOR_COOKIE, ""))
+
+
+def visitor_id(cookie: str) -> str:
+    """``cookie``'s value if it is a visitor id, else a new random one."""
+    return cookie if IDENTIFIER.fullmatch(cookie) else secrets.token_hex(16)
 
 
 def set_visitor_cookie(response: BaseResponse, visitor: str) -> None:
-    """The cookie the snippet reads too: not ``HttpOnly``, first-party, one year."""
-    response.set_cookie(
+    response.headers.add("Set-Cookie", visitor_cookie(visitor, secure=request.is_secure))
+
+
+def visitor_cookie(visitor: str, secure: bool) -> str:
+    """The ``Set-Cookie`` value of the cookie the snippet reads too: not
+    ``HttpOnly``, first-party, one year; ``Secure`` over HTTPS."""
+    return dump_cookie(
         VISITOR_COOKIE,
         visitor,
         max_age=VISITOR_COOKIE_AGE,
         samesite="Lax",
-        secure=request.is_secure,
+        secure=secure,
         httponly=False,  # the snippet on the page reads it
     )

@@ -141,18 +141,31 @@ def _scrape() -> Response:
 
 
 def _observe(response: Response) -> Response:
-    metrics, endpoint = _metrics(), endpoint_name()
-    metrics.child(metrics.requests, endpoint, str(response.status_code)).inc()
-    seconds = request_seconds()
-    if seconds is not None:
-        metrics.child(metrics.latency, endpoint).observe(seconds)
-    if response.status_code == 200 and endpoint in ("api.convert", "api.events"):
+    endpoint, status = endpoint_name(), response.status_code
+    reply = None
+    if status == 200 and endpoint in EVENT_ENDPOINTS:
         try:  # a jsonify reply: its bytes, without get_json's checks of the mimetype
             reply = json.loads(response.get_data())
         except ValueError:
             reply = None
-        _count_events(metrics, endpoint, reply)
+    observe(_metrics(), endpoint, status, request_seconds(), reply)
     return response
+
+
+# The endpoints whose replies say how many events were stored.
+EVENT_ENDPOINTS = ("api.convert", "api.events")
+
+
+def observe(
+    metrics: Metrics, endpoint: str, status: int, seconds: float | None, reply: Any = None
+) -> None:
+    """Count a request, its latency and, for a 200 of :data:`EVENT_ENDPOINTS`,
+    the events its JSON ``reply`` says were stored."""
+    metrics.child(metrics.requests, endpoint, str(status)).inc()
+    if seconds is not None:
+        metrics.child(metrics.latency, endpoint).observe(seconds)
+    if status == 200 and endpoint in EVENT_ENDPOINTS:
+        _count_events(metrics, endpoint, reply)
 
 
 def _count_events(metrics: Metrics, endpoint: str, reply: Any) -> None:
