@@ -141,7 +141,7 @@ def comparable(reply: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 def test_replies_are_those_of_the_flask_routes(apps: tuple[Flask, Flask]) -> None:
-    fast, flask = (app.test_client() for app in apps)
+    fast, flask = (app.test_client(use_cookies=False) for app in apps)
     for method, path, body, headers in REQUESTS:
         got = comparable(send(fast, method, path, body, headers))
         want = comparable(send(flask, method, path, body, headers))
@@ -154,7 +154,7 @@ def test_the_same_requests_are_counted_and_logged(
     caplog.set_level(logging.INFO, logger="abconv")
     seen = []
     for app in apps:
-        client = app.test_client()
+        client = app.test_client(use_cookies=False)
         caplog.clear()
         ids = [send(client, *request).headers["X-Request-Id"] for request in REQUESTS]
         access = [r for r in caplog.records if r.name == "abconv.access"]
@@ -228,8 +228,10 @@ def test_lines_logged_while_the_fast_lane_serves_carry_the_request_id(
     monkeypatch.setattr(service, "UNAVAILABLE", (OSError,))
     monkeypatch.setattr(store, "exposures_of", unavailable)
     capsys.readouterr()
-    reply = apps[0].test_client().get(
-        "/api/assign?visitor=zed&experiment=shop", headers={"X-Request-Id": "lb-18"}
+    reply = (
+        apps[0]
+        .test_client()
+        .get("/api/assign?visitor=zed&experiment=shop", headers={"X-Request-Id": "lb-18"})
     )
     assert reply.status_code == 200 and "degraded" in reply.get_json()
     lines = capsys.readouterr().err.splitlines()
