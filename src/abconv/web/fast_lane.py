@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 from flask import Flask
 from markupsafe import escape
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_cookie
 
 from abconv import service
@@ -109,9 +109,12 @@ class FastLane:
         return self._json(environ, reply)
 
     def _convert(self, environ: WSGIEnvironment, length: int) -> Answer:
-        body = environ["wsgi.input"].read(length)
+        try:
+            body = environ["wsgi.input"].read(length)
+        except (OSError, ValueError) as error:  # the client went quiet or away
+            raise ClientDisconnected() from error
         if len(body) != length:
-            raise BadRequest("the body ended before its Content-Length")
+            raise ClientDisconnected()
         return self._json(environ, convert_reply(self._services(), body))
 
     def _json(self, environ: WSGIEnvironment, reply: dict[str, Any]) -> Answer:
