@@ -12,30 +12,18 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from abconv.store.tables import (
-    CONVERSION,
-    CONVERSION_KEY,
-    ROLLUP_GOAL,
-    ROLLUP_GOAL_DAY,
-    ROLLUP_PAIR,
-    ROLLUP_VISITOR_GOAL,
-)
+from abconv.store.tables import CONVERSION
 
 SELECT_EXPOSURES = "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = ?"
-INSERT_EXPOSURE = (
-    "INSERT INTO exposure (experiment, visitor, variant, created_at, phase) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
-)
 # The rollup of a new exposure (see abconv.store.rollups), in the same transaction.
 COUNT_EXPOSURES = (
     "INSERT INTO rollup_exposure (experiment, variant, phase, day, visitors) "
@@ -43,84 +31,14 @@ COUNT_EXPOSURES = (
     "DO UPDATE SET visitors = visitors + excluded.visitors"
 )
 
-# The statements of /api/convert: its event id's earlier rows, the insert,
-# and the rollups (see abconv.store.rollups) in the same transaction.
+# The earlier rows of a conversion's event id (the writes: abconv.store.sqlite_writes).
 CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
 SELECT_EVENT = (
     f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion WHERE visitor = ? AND event_id = ?"
 )
-INSERT_CONVERSION = (
-    f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING id"
-)
-SELECT_EXPOSURES_OF_MANY = (
-    "SELECT visitor, experiment, variant, created_at, phase FROM exposure WHERE visitor IN"
-)
-SELECT_STATES = (
-    "SELECT visitor, goal, kind, first_at, last_at, total, events FROM rollup_visitor_goal "
-    "WHERE experiment = ?"  # the caller adds AND visitor IN (...)
-)
-SELECT_CAPS = "SELECT goal, cap FROM rollup_cap WHERE experiment = ?"
-
-
-def _quoted(name: str) -> str:
-    return '"' + name + '"'
-
-
-def _upsert(table: sa.Table, set_: dict[str, str]) -> str:
-    """An ``INSERT ... ON CONFLICT DO UPDATE`` of ``table`` with named parameters."""
-    names = [column.name for column in table.columns]
-    key = [column.name for column in table.primary_key.columns]
-    columns = ", ".join(_quoted(name) for name in names)
-    values = ", ".join(":" + name for name in names)
-    conflict = ", ".join(_quoted(name) for name in key)
-    updates = ", ".join(f"{_quoted(name)} = {value}" for name, value in set_.items())
-    return (
-        f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-    )
-
-
-def _adding(*counters: str) -> dict[str, str]:
-    return {n: f"{_quoted(n)} + excluded.{_quoted(n)}" for n in counters}
-
-
-# The upsert of each rollup table a conversion changes, as rollups.Rollups builds them.
-UPSERTS = {
-    ROLLUP_VISITOR_GOAL.name: _upsert(
-        ROLLUP_VISITOR_GOAL,
-        {c.name: "excluded." + _quoted(c.name) for c in ROLLUP_VISITOR_GOAL.columns
-         if not c.primary_key},
-    ),
-    ROLLUP_GOAL.name: _upsert(
-        ROLLUP_GOAL,
-        {
-            **_adding("converting", "events", "value_sum", "value_sum_squares",
-                      "value_sum_cubes", "capped_visitors", "events_sum_squares",
-                      "value_events_sum"),
-            "kind": "max(kind, excluded.kind)",
-        },
-    ),
-    ROLLUP_GOAL_DAY.name: _upsert(ROLLUP_GOAL_DAY, _adding("converting", "events")),
-    ROLLUP_PAIR.name: _upsert(ROLLUP_PAIR, _adding("both", "then_after_first")),
-}  # fmt: skip
 assert set(CONVERSION_COLUMNS) < {c.name for c in CONVERSION.columns}
-
-
-def sqlite_values(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with dates and times in the text SQLAlchemy stores them as."""
-    return {name: _stored(value) for name, value in row.items()}
-
-
-def _stored(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return stored_time(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
 
 # Seconds a statement waits for a lock held outside abconv (a backup, an
 # `sqlite3` shell in a transaction) before failing with 503: abconv's own
@@ -243,19 +161,6 @@ class SqliteHotPath:
             (experiment, variant, datetime.fromisoformat(at), phase)
             for experiment, variant, at, phase in rows
         ]
-
-    @staticmethod
-    def insert_exposures_in(connection: sqlite3.Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert exposure rows inside the caller's :meth:`transaction`, counting the
-        new ones in the rollup of their day; return how many were new."""
-        days: Counter[tuple[str, str, int, str]] = Counter()
-        for r in rows:
-            at, phase = r["created_at"], r.get("phase", 1)
-            values = (r["experiment"], r["visitor"], r["variant"], stored_time(at), phase)
-            if connection.execute(INSERT_EXPOSURE, values).fetchall():
-                days[(r["experiment"], r["variant"], phase, at.date().isoformat())] += 1
-        connection.executemany(COUNT_EXPOSURES, [(*day, n) for day, n in sorted(days.items())])
-        return sum(days.values())
 
     def read(self, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
         """The rows of one query, outside any transaction."""
