@@ -21,7 +21,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from abconv.store.sqlite_checkpoint import Checkpointer
 from abconv.store.tables import CONVERSION
 
 SELECT_EXPOSURES = "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = ?"
@@ -154,7 +153,6 @@ class SqliteHotPath:
         self.writer_lock = writer_lock
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
-        self.checkpointer = Checkpointer(self._open, writer_lock)
 
     def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime, int]]:
         with self._reopened_if_read_only():
@@ -183,10 +181,8 @@ class SqliteHotPath:
                     connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
-        self.checkpointer.committed()
 
     def close(self) -> None:
-        self.checkpointer.close()
         for connection in self._opened:
             connection.close()
         self._opened.clear()
@@ -208,20 +204,14 @@ class SqliteHotPath:
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
-            connection = self._open()
+            connection = sqlite3.connect(
+                self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            try:
+                apply_pragmas(connection)
+            except BaseException:
+                connection.close()
+                raise
             local.connection, local.pid = connection, os.getpid()
             self._opened.append(connection)
         return local.connection  # type: ignore[no-any-return]
-
-    def _open(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            apply_pragmas(connection)
-            # Checkpoints are the checkpointer's (abconv.store.sqlite_checkpoint).
-            connection.execute("PRAGMA wal_autocheckpoint=0")
-        except BaseException:
-            connection.close()
-            raise
-        return connection
