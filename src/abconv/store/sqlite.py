@@ -12,8 +12,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -155,8 +154,11 @@ class SqliteHotPath:
         self._opened: list[sqlite3.Connection] = []
 
     def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime, int]]:
-        with self._reopened_if_read_only():
+        try:
             rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
+        except sqlite3.Error as error:
+            self._forget_if_read_only(error)
+            raise
         return [
             (experiment, variant, datetime.fromisoformat(at), phase)
             for experiment, variant, at, phase in rows
@@ -164,23 +166,16 @@ class SqliteHotPath:
 
     def read(self, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
         """The rows of one query, outside any transaction."""
-        with self._reopened_if_read_only():
+        try:
             return self._connection().execute(statement, parameters).fetchall()
+        except sqlite3.Error as error:
+            self._forget_if_read_only(error)
+            raise
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction on this thread's connection, committed on leaving
         the block, writers of every process queued on the file lock."""
-        with self.writer_lock, self._reopened_if_read_only():
-            connection = self._connection()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                if connection.in_transaction:  # SQLite may have rolled back already
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        return _Transaction(self)
 
     def close(self) -> None:
         for connection in self._opened:
@@ -188,18 +183,13 @@ class SqliteHotPath:
         self._opened.clear()
         self._local = threading.local()
 
-    @contextmanager
-    def _reopened_if_read_only(self) -> Iterator[None]:
+    def _forget_if_read_only(self, error: BaseException) -> None:
         """See :func:`_reopen_if_read_only`: this thread's next call opens anew."""
-        try:
-            yield
-        except sqlite3.Error as error:
-            if is_read_only(error) and getattr(self._local, "pid", None) == os.getpid():
-                connection = self._local.connection
-                self._opened.remove(connection)
-                connection.close()
-                self._local.pid = None
-            raise
+        if is_read_only(error) and getattr(self._local, "pid", None) == os.getpid():
+            connection = self._local.connection
+            self._opened.remove(connection)
+            connection.close()
+            self._local.pid = None
 
     def _connection(self) -> sqlite3.Connection:
         local = self._local
@@ -215,3 +205,48 @@ class SqliteHotPath:
             local.connection, local.pid = connection, os.getpid()
             self._opened.append(connection)
         return local.connection  # type: ignore[no-any-return]
+
+
+class _Transaction:
+    """:meth:`SqliteHotPath.transaction`, a class rather than a generator: it runs
+    for every write, and the writers' lock is held from enter to exit."""
+
+    __slots__ = ("hot", "connection")
+
+    def __init__(self, hot: SqliteHotPath) -> None:
+        self.hot = hot
+
+    def __enter__(self) -> sqlite3.Connection:
+        hot = self.hot
+        hot.writer_lock.__enter__()
+        try:
+            connection = self.connection = hot._connection()
+            connection.execute("BEGIN IMMEDIATE")
+        except BaseException as error:
+            hot.writer_lock.__exit__()
+            hot._forget_if_read_only(error)
+            raise
+        return connection
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        hot, connection = self.hot, self.connection
+        try:
+            if kind is None:
+                try:
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:  # a failed COMMIT leaves it open
+                        with suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+            elif connection.in_transaction:  # SQLite may have rolled back already
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as failed:
+            hot._forget_if_read_only(failed)
+            raise
+        finally:
+            hot.writer_lock.__exit__()
+        if error is not None:
+            hot._forget_if_read_only(error)

@@ -181,17 +181,20 @@ def insert_conversions(connection: sqlite3.Connection, rows: Sequence[NewConvers
     return new
 
 
-# The stored states of some visitors of an experiment, and the experiment's caps,
-# in one query: a cap's row has no visitor.
-_STATES_AND_CAPS = (
-    "SELECT visitor, goal, kind, first_at, last_at, total, events FROM rollup_visitor_goal "
-    "WHERE experiment = ? AND visitor IN ({marks}) "
-    "UNION ALL SELECT NULL, goal, NULL, NULL, NULL, cap, NULL FROM rollup_cap WHERE experiment = ?"
-)
-_STATES = (
-    "SELECT visitor, goal, kind, first_at, last_at, total, events FROM rollup_visitor_goal "
-    "WHERE experiment = ? AND visitor IN ({marks})"
-)
+@lru_cache(maxsize=64)
+def _select_states(visitors: int, with_caps: bool) -> str:
+    """The stored states of ``visitors`` visitors of an experiment and, ``with_caps``,
+    the experiment's caps in the same query: a cap's row has no visitor."""
+    states = (
+        "SELECT visitor, goal, kind, first_at, last_at, total, events FROM rollup_visitor_goal "
+        f"WHERE experiment = ? AND visitor IN ({', '.join('?' * visitors)})"
+    )
+    if not with_caps:
+        return states
+    return (
+        f"{states} UNION ALL "
+        "SELECT NULL, goal, NULL, NULL, NULL, cap, NULL FROM rollup_cap WHERE experiment = ?"
+    )
 
 
 def _states_and_caps(
@@ -204,13 +207,11 @@ def _states_and_caps(
     caps: dict[tuple[str, str], float] = {}
     for experiment, visitors in sorted(by_experiment.items()):
         for number, chunk in enumerate(_chunks(sorted(visitors), 500)):
-            marks = ", ".join("?" * len(chunk))
             if number == 0:  # the caps with the first chunk's states
-                found = connection.execute(
-                    _STATES_AND_CAPS.format(marks=marks), (experiment, *chunk, experiment)
-                )
+                statement = _select_states(len(chunk), with_caps=True)
+                found = connection.execute(statement, (experiment, *chunk, experiment))
             else:
-                found = connection.execute(_STATES.format(marks=marks), (experiment, *chunk))
+                found = connection.execute(_select_states(len(chunk), False), (experiment, *chunk))
             for visitor, goal, kind, first_at, last_at, total, events in found:
                 if visitor is None:
                     caps[(experiment, goal)] = total
