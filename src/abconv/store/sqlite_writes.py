@@ -52,6 +52,7 @@ def _insert_rows(head: str, width: int, rows: int, tail: str) -> str:
 
 _EXPOSURES_HEAD = f"INSERT INTO exposure ({', '.join(EXPOSURE_COLUMNS)})"
 _EXPOSURES_TAIL = "ON CONFLICT (visitor, experiment) DO NOTHING RETURNING experiment, visitor"
+_INSERT_EXPOSURE = _insert_rows(_EXPOSURES_HEAD, 5, 1, _EXPOSURES_TAIL)
 _CONVERSIONS_HEAD = f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)})"
 _CONVERSIONS_TAIL = (
     f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING visitor, event_id, experiment"
@@ -84,6 +85,8 @@ def insert_exposures(
 ) -> list[int]:
     """Several requests' exposure rows, and the rollup of the new ones; how many
     of each request's rows were new (a row two requests share counts for the first)."""
+    if len(payloads) == 1 and len(payloads[0]) == 1:  # a lone new visitor's request
+        return [_insert_exposure(connection, payloads[0][0])]
     first: dict[tuple[str, str], int] = {}  # (experiment, visitor) -> its payload
     sent: list[dict[str, Any]] = []
     for number, rows in enumerate(payloads):
@@ -117,6 +120,17 @@ def insert_exposures(
     else:
         connection.executemany(COUNT_EXPOSURES, [(*day, n) for day, n in sorted(days.items())])
     return counts
+
+
+def _insert_exposure(connection: sqlite3.Connection, row: dict[str, Any]) -> int:
+    """:func:`insert_exposures` of one row: 1 if it was new."""
+    at, phase = row["created_at"], row.get("phase", 1)
+    values = (row["experiment"], row["visitor"], row["variant"], stored_time(at), phase)
+    if not connection.execute(_INSERT_EXPOSURE, values).fetchall():
+        return 0
+    day = (row["experiment"], row["variant"], phase, at.date().isoformat(), 1)
+    connection.execute(COUNT_EXPOSURES, day)
+    return 1
 
 
 SELECT_EXPOSURES_OF_MANY = (
