@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -189,9 +189,9 @@ def insert_conversions(connection: sqlite3.Connection, rows: Sequence[NewConvers
         for table, changes in conversion_changes(added, states, caps):
             upsert = UPSERTS[table]
             if len(changes) == 1:
-                connection.execute(upsert.statement, upsert.values(changes[0]))
+                connection.execute(upsert.statement, upsert.values(changes[0], times))
             else:
-                connection.executemany(upsert.statement, [upsert.values(c) for c in changes])
+                connection.executemany(upsert.statement, [upsert.values(c, times) for c in changes])
     return new
 
 
@@ -257,10 +257,10 @@ class _Upsert:
             if isinstance(c.type, sa.Date) and not isinstance(c.type, sa.DateTime)
         ]  # fmt: skip
 
-    def values(self, change: dict[str, Any]) -> list[Any]:
+    def values(self, change: dict[str, Any], times: Callable[[datetime], str]) -> list[Any]:
         values = [change[name] for name in self.names]
         for i in self.times:
-            values[i] = stored_time(values[i])
+            values[i] = times(values[i])
         for i in self.dates:
             values[i] = values[i].isoformat()
         return values
