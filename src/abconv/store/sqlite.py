@@ -44,6 +44,11 @@ assert set(CONVERSION_COLUMNS) < {c.name for c in CONVERSION.columns}
 # writers queue on the file lock and never wait here.
 BUSY_TIMEOUT = 2.0
 
+# Prepared statements kept by each hot-path connection (sqlite3's default: 128):
+# room for the multi-row statements of every group size (abconv.store.sqlite_writes)
+# beside the rest, since preparing a statement anew costs more than running it.
+STATEMENT_CACHE = 512
+
 
 def stored_time(at: datetime) -> str:
     """``at`` as SQLAlchemy stores a DateTime in SQLite, so that either path reads
@@ -195,7 +200,11 @@ class SqliteHotPath:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
             connection = sqlite3.connect(
-                self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                self.database,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=STATEMENT_CACHE,
             )
             try:
                 apply_pragmas(connection)

@@ -187,11 +187,7 @@ def insert_conversions(connection: sqlite3.Connection, rows: Sequence[NewConvers
     if added:
         states, caps = _states_and_caps(connection, added)
         for table, changes in conversion_changes(added, states, caps):
-            upsert = UPSERTS[table]
-            if len(changes) == 1:
-                connection.execute(upsert.statement, upsert.values(changes[0], times))
-            else:
-                connection.executemany(upsert.statement, [upsert.values(c, times) for c in changes])
+            UPSERTS[table].run(connection, changes, times)
     return new
 
 
@@ -245,17 +241,29 @@ class _Upsert:
         names = [column.name for column in table.columns]
         key = [column.name for column in table.primary_key.columns]
         updates = ", ".join(f'"{name}" = {value}' for name, value in set_.items())
-        self.statement = (
-            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) "
-            f"VALUES ({', '.join('?' * len(names))}) "
-            f"ON CONFLICT ({', '.join(_quoted(n) for n in key)}) DO UPDATE SET {updates}"
-        )
+        self.head = f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)})"
+        # "ON CONFLICT" after a VALUES list needs no "WHERE true" (only after a SELECT).
+        self.tail = f"ON CONFLICT ({', '.join(_quoted(n) for n in key)}) DO UPDATE SET {updates}"
         self.names = names
         self.times = [i for i, c in enumerate(table.columns) if isinstance(c.type, sa.DateTime)]
         self.dates = [
             i for i, c in enumerate(table.columns)
             if isinstance(c.type, sa.Date) and not isinstance(c.type, sa.DateTime)
         ]  # fmt: skip
+
+    def run(
+        self,
+        connection: sqlite3.Connection,
+        changes: list[dict[str, Any]],
+        times: Callable[[datetime], str],
+    ) -> None:
+        """Upsert ``changes`` (one per key), many rows a statement."""
+        width = len(self.names)
+        for chunk in _chunks(changes):
+            values: list[Any] = []
+            for change in chunk:
+                values += self.values(change, times)
+            connection.execute(_insert_rows(self.head, width, len(chunk), self.tail), values)
 
     def values(self, change: dict[str, Any], times: Callable[[datetime], str]) -> list[Any]:
         values = [change[name] for name in self.names]
