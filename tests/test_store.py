@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abconv import create_app
-from abconv.store import EXPOSURE, ExposureCache, Store, StoredExposure
+from abconv.store import EXPOSURE, ExposureCache, Store, StoredExposure, sqlite_writes
 
 
 @contextmanager
@@ -111,7 +111,7 @@ def test_the_hot_path_and_sqlalchemy_read_each_others_rows_identically(tmp_path:
         by_hot, by_sqlalchemy = f"hot-{n}", f"sqlalchemy-{n}"
         row = {"experiment": experiment, "variant": variant, "created_at": at, "phase": 2}
         with hot.transaction() as connection:
-            assert hot.insert_exposures_in(connection, [{**row, "visitor": by_hot}]) == 1
+            assert sqlite_writes.insert_exposures(connection, [[{**row, "visitor": by_hot}]]) == [1]
         with store.writing() as conn:
             assert store.insert_exposures(conn, [{**row, "visitor": by_sqlalchemy}]) == 1
 

@@ -19,21 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from abconv.store import sqlite_writes
 from abconv.store.connections import Database, as_database_error, utcnow
 from abconv.store.exposure_cache import ExposureCache
 from abconv.store.group_commit import GroupCommit
-from abconv.store.rollups import Rollups, VisitorGoal, conversion_changes
-from abconv.store.sqlite import (
-    INSERT_CONVERSION,
-    SELECT_CAPS,
-    SELECT_EVENT,
-    SELECT_EXPOSURES_OF_MANY,
-    SELECT_STATES,
-    UPSERTS,
-    SqliteHotPath,
-    sqlite_values,
-    stored_time,
-)
+from abconv.store.rollups import Rollups
+from abconv.store.sqlite import SELECT_EVENT
 from abconv.store.tables import (
     CONVERSION,
     CONVERSION_KEY,
@@ -400,7 +391,7 @@ def _split(new: list[bool], payloads: list[list[NewConversion]]) -> list[list[bo
 def _exposures_hot(
     connection: sqlite3.Connection, payloads: list[list[dict[str, Any]]]
 ) -> list[int]:
-    return [SqliteHotPath.insert_exposures_in(connection, rows) for rows in payloads]
+    return sqlite_writes.insert_exposures(connection, payloads)
 
 
 def _conversions_hot(
@@ -413,7 +404,7 @@ def _ingested_hot(connection: sqlite3.Connection, batches: list[_Batch]) -> list
     """:meth:`Events.ingest` on SQLite's hot path."""
     done = []
     for exposures, visitors, credit in batches:
-        new_exposures = SqliteHotPath.insert_exposures_in(connection, exposures)
+        (new_exposures,) = sqlite_writes.insert_exposures(connection, [exposures])
         rows = credit(_exposures_for_hot(connection, visitors))
         done.append((new_exposures, rows, _insert_conversions_hot(connection, rows)))
     return done
@@ -425,56 +416,10 @@ def _insert_conversions_hot(
     """:meth:`Events.insert_conversions` in plain sqlite3, inside the caller's
     transaction: the same rows, rollups computed by the same
     :func:`~abconv.store.rollups.conversion_changes`."""
-    new = [
-        bool(
-            connection.execute(
-                INSERT_CONVERSION,
-                (row.experiment, row.variant, row.visitor, row.goal, row.kind, row.value,
-                 row.event_id, stored_time(row.created_at), row.phase),
-            ).fetchall()
-        )
-        for row in rows
-    ]  # fmt: skip
-    added = [row for row, is_new in zip(rows, new, strict=True) if is_new]
-    if not added:
-        return new
-    states: dict[tuple[str, str, str], VisitorGoal] = {}
-    by_experiment: dict[str, set[str]] = {}
-    for row in added:
-        by_experiment.setdefault(row.experiment, set()).add(row.visitor)
-    caps: dict[tuple[str, str], float] = {}
-    for experiment, visitors in sorted(by_experiment.items()):
-        for chunk in _chunks(sorted(visitors)):
-            marks = ", ".join("?" * len(chunk))
-            for visitor, goal, kind, first, last, total, events in connection.execute(
-                f"{SELECT_STATES} AND visitor IN ({marks})", (experiment, *chunk)
-            ):
-                states[(experiment, visitor, goal)] = VisitorGoal(
-                    goal, kind, datetime.fromisoformat(first), datetime.fromisoformat(last),
-                    total, events,
-                )  # fmt: skip
-        for goal, cap in connection.execute(SELECT_CAPS, (experiment,)):
-            caps[(experiment, goal)] = cap
-    for table, changes in conversion_changes(added, states, caps):
-        connection.executemany(UPSERTS[table], [sqlite_values(change) for change in changes])
-    return new
+    return sqlite_writes.insert_conversions(connection, rows)
 
 
 def _exposures_for_hot(
     connection: sqlite3.Connection, visitors: Iterable[str]
 ) -> dict[tuple[str, str], StoredExposure]:
-    found = {}
-    for chunk in _chunks(sorted(set(visitors))):
-        marks = ", ".join("?" * len(chunk))
-        for visitor, experiment, variant, at, phase in connection.execute(
-            f"{SELECT_EXPOSURES_OF_MANY} ({marks})", chunk
-        ):
-            found[(visitor, experiment)] = StoredExposure(
-                experiment, variant, datetime.fromisoformat(at), phase
-            )
-    return found
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    return sqlite_writes.exposures_for(connection, visitors)

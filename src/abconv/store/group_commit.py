@@ -40,14 +40,17 @@ class _Job:
         self.write = write
         self.payload = payload
         self.one_statement = one_statement
-        self.woken = threading.Event()  # done, or asked to lead the next transaction
+        # Done, or asked to lead the next transaction; made only for a job that
+        # waits (a leader's own job never does).
+        self.woken: threading.Event | None = None
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result, self.error, self.done = result, error, True
-        self.woken.set()
+        if self.woken is not None:
+            self.woken.set()
 
     def answer(self) -> Any:
         if self.error is not None:
@@ -105,8 +108,10 @@ class GroupCommit(Generic[C]):
             self._queue.append(job)
             leads = not self._leading
             self._leading = True
+            if not leads:
+                woken = job.woken = threading.Event()
         if not leads:
-            job.woken.wait()
+            woken.wait()
             if job.done:
                 return job.answer()  # type: ignore[no-any-return]
         # This thread leads: its job is first in the queue.
@@ -118,16 +123,22 @@ class GroupCommit(Generic[C]):
         finally:
             with self._lock:
                 if self._queue:
-                    self._queue[0].woken.set()  # it leads the next transaction
+                    next_leader = self._queue[0].woken
+                    assert next_leader is not None  # it queued behind a leader
+                    next_leader.set()  # it leads the next transaction
                 else:
                     self._leading = False
         return job.answer()  # type: ignore[no-any-return]
 
     def _commit(self, batch: list[_Job]) -> None:
         """Run ``batch`` in one transaction and answer each job; alone on failure."""
-        kinds: dict[Write[C, Any, Any], list[_Job]] = {}
-        for job in batch:
-            kinds.setdefault(job.write, []).append(job)
+        kinds: dict[Write[C, Any, Any], list[_Job]]
+        if len(batch) == 1:  # a lone write (most, under light load)
+            kinds = {batch[0].write: batch}
+        else:
+            kinds = {}
+            for job in batch:
+                kinds.setdefault(job.write, []).append(job)
         self.transactions += 1
         begin = self.transaction
         if self.autocommit is not None and len(kinds) == 1 and batch[0].one_statement:

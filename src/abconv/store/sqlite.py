@@ -12,30 +12,17 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import date, datetime
+from contextlib import AbstractContextManager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from abconv.store.tables import (
-    CONVERSION,
-    CONVERSION_KEY,
-    ROLLUP_GOAL,
-    ROLLUP_GOAL_DAY,
-    ROLLUP_PAIR,
-    ROLLUP_VISITOR_GOAL,
-)
+from abconv.store.tables import CONVERSION
 
 SELECT_EXPOSURES = "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = ?"
-INSERT_EXPOSURE = (
-    "INSERT INTO exposure (experiment, visitor, variant, created_at, phase) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (visitor, experiment) DO NOTHING RETURNING id"
-)
 # The rollup of a new exposure (see abconv.store.rollups), in the same transaction.
 COUNT_EXPOSURES = (
     "INSERT INTO rollup_exposure (experiment, variant, phase, day, visitors) "
@@ -43,89 +30,24 @@ COUNT_EXPOSURES = (
     "DO UPDATE SET visitors = visitors + excluded.visitors"
 )
 
-# The statements of /api/convert: its event id's earlier rows, the insert,
-# and the rollups (see abconv.store.rollups) in the same transaction.
+# The earlier rows of a conversion's event id (the writes: abconv.store.sqlite_writes).
 CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
 SELECT_EVENT = (
     f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion WHERE visitor = ? AND event_id = ?"
 )
-INSERT_CONVERSION = (
-    f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING id"
-)
-SELECT_EXPOSURES_OF_MANY = (
-    "SELECT visitor, experiment, variant, created_at, phase FROM exposure WHERE visitor IN"
-)
-SELECT_STATES = (
-    "SELECT visitor, goal, kind, first_at, last_at, total, events FROM rollup_visitor_goal "
-    "WHERE experiment = ?"  # the caller adds AND visitor IN (...)
-)
-SELECT_CAPS = "SELECT goal, cap FROM rollup_cap WHERE experiment = ?"
-
-
-def _quoted(name: str) -> str:
-    return '"' + name + '"'
-
-
-def _upsert(table: sa.Table, set_: dict[str, str]) -> str:
-    """An ``INSERT ... ON CONFLICT DO UPDATE`` of ``table`` with named parameters."""
-    names = [column.name for column in table.columns]
-    key = [column.name for column in table.primary_key.columns]
-    columns = ", ".join(_quoted(name) for name in names)
-    values = ", ".join(":" + name for name in names)
-    conflict = ", ".join(_quoted(name) for name in key)
-    updates = ", ".join(f"{_quoted(name)} = {value}" for name, value in set_.items())
-    return (
-        f"INSERT INTO {table.name} ({columns}) VALUES ({values}) "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-    )
-
-
-def _adding(*counters: str) -> dict[str, str]:
-    return {n: f"{_quoted(n)} + excluded.{_quoted(n)}" for n in counters}
-
-
-# The upsert of each rollup table a conversion changes, as rollups.Rollups builds them.
-UPSERTS = {
-    ROLLUP_VISITOR_GOAL.name: _upsert(
-        ROLLUP_VISITOR_GOAL,
-        {c.name: "excluded." + _quoted(c.name) for c in ROLLUP_VISITOR_GOAL.columns
-         if not c.primary_key},
-    ),
-    ROLLUP_GOAL.name: _upsert(
-        ROLLUP_GOAL,
-        {
-            **_adding("converting", "events", "value_sum", "value_sum_squares",
-                      "value_sum_cubes", "capped_visitors", "events_sum_squares",
-                      "value_events_sum"),
-            "kind": "max(kind, excluded.kind)",
-        },
-    ),
-    ROLLUP_GOAL_DAY.name: _upsert(ROLLUP_GOAL_DAY, _adding("converting", "events")),
-    ROLLUP_PAIR.name: _upsert(ROLLUP_PAIR, _adding("both", "then_after_first")),
-}  # fmt: skip
 assert set(CONVERSION_COLUMNS) < {c.name for c in CONVERSION.columns}
-
-
-def sqlite_values(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with dates and times in the text SQLAlchemy stores them as."""
-    return {name: _stored(value) for name, value in row.items()}
-
-
-def _stored(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return stored_time(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
 
 # Seconds a statement waits for a lock held outside abconv (a backup, an
 # `sqlite3` shell in a transaction) before failing with 503: abconv's own
 # writers queue on the file lock and never wait here.
 BUSY_TIMEOUT = 2.0
+
+# Prepared statements kept by each hot-path connection (sqlite3's default: 128):
+# room for the multi-row statements of every group size (abconv.store.sqlite_writes)
+# beside the rest, since preparing a statement anew costs more than running it.
+STATEMENT_CACHE = 512
 
 
 def stored_time(at: datetime) -> str:
@@ -237,45 +159,28 @@ class SqliteHotPath:
         self._opened: list[sqlite3.Connection] = []
 
     def exposures_of(self, visitor: str) -> list[tuple[str, str, datetime, int]]:
-        with self._reopened_if_read_only():
+        try:
             rows = self._connection().execute(SELECT_EXPOSURES, (visitor,)).fetchall()
+        except sqlite3.Error as error:
+            self._forget_if_read_only(error)
+            raise
         return [
             (experiment, variant, datetime.fromisoformat(at), phase)
             for experiment, variant, at, phase in rows
         ]
 
-    @staticmethod
-    def insert_exposures_in(connection: sqlite3.Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert exposure rows inside the caller's :meth:`transaction`, counting the
-        new ones in the rollup of their day; return how many were new."""
-        days: Counter[tuple[str, str, int, str]] = Counter()
-        for r in rows:
-            at, phase = r["created_at"], r.get("phase", 1)
-            values = (r["experiment"], r["visitor"], r["variant"], stored_time(at), phase)
-            if connection.execute(INSERT_EXPOSURE, values).fetchall():
-                days[(r["experiment"], r["variant"], phase, at.date().isoformat())] += 1
-        connection.executemany(COUNT_EXPOSURES, [(*day, n) for day, n in sorted(days.items())])
-        return sum(days.values())
-
     def read(self, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
         """The rows of one query, outside any transaction."""
-        with self._reopened_if_read_only():
+        try:
             return self._connection().execute(statement, parameters).fetchall()
+        except sqlite3.Error as error:
+            self._forget_if_read_only(error)
+            raise
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction on this thread's connection, committed on leaving
         the block, writers of every process queued on the file lock."""
-        with self.writer_lock, self._reopened_if_read_only():
-            connection = self._connection()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                if connection.in_transaction:  # SQLite may have rolled back already
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        return _Transaction(self)
 
     def close(self) -> None:
         for connection in self._opened:
@@ -283,24 +188,23 @@ class SqliteHotPath:
         self._opened.clear()
         self._local = threading.local()
 
-    @contextmanager
-    def _reopened_if_read_only(self) -> Iterator[None]:
+    def _forget_if_read_only(self, error: BaseException) -> None:
         """See :func:`_reopen_if_read_only`: this thread's next call opens anew."""
-        try:
-            yield
-        except sqlite3.Error as error:
-            if is_read_only(error) and getattr(self._local, "pid", None) == os.getpid():
-                connection = self._local.connection
-                self._opened.remove(connection)
-                connection.close()
-                self._local.pid = None
-            raise
+        if is_read_only(error) and getattr(self._local, "pid", None) == os.getpid():
+            connection = self._local.connection
+            self._opened.remove(connection)
+            connection.close()
+            self._local.pid = None
 
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
             connection = sqlite3.connect(
-                self.database, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                self.database,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=STATEMENT_CACHE,
             )
             try:
                 apply_pragmas(connection)
@@ -310,3 +214,48 @@ class SqliteHotPath:
             local.connection, local.pid = connection, os.getpid()
             self._opened.append(connection)
         return local.connection  # type: ignore[no-any-return]
+
+
+class _Transaction:
+    """:meth:`SqliteHotPath.transaction`, a class rather than a generator: it runs
+    for every write, and the writers' lock is held from enter to exit."""
+
+    __slots__ = ("hot", "connection")
+
+    def __init__(self, hot: SqliteHotPath) -> None:
+        self.hot = hot
+
+    def __enter__(self) -> sqlite3.Connection:
+        hot = self.hot
+        hot.writer_lock.__enter__()
+        try:
+            connection = self.connection = hot._connection()
+            connection.execute("BEGIN IMMEDIATE")
+        except BaseException as error:
+            hot.writer_lock.__exit__()
+            hot._forget_if_read_only(error)
+            raise
+        return connection
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        hot, connection = self.hot, self.connection
+        try:
+            if kind is None:
+                try:
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:  # a failed COMMIT leaves it open
+                        with suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+            elif connection.in_transaction:  # SQLite may have rolled back already
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as failed:
+            hot._forget_if_read_only(failed)
+            raise
+        finally:
+            hot.writer_lock.__exit__()
+        if error is not None:
+            hot._forget_if_read_only(error)
