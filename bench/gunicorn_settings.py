@@ -1,14 +1,15 @@
 """gunicorn settings for the benchmarks: those of ``abconv serve``
-(``BENCH_WORKER=abconv``, the default; ``BENCH_THREADS`` threads per worker,
-8 unless set) or the former 2 sync workers (``BENCH_WORKER=sync``); used as
-``gunicorn -c python:gunicorn_settings``."""
+(``BENCH_WORKER=abconv``, the default; ``BENCH_WORKERS`` processes, 2 unless
+set, of ``BENCH_THREADS`` threads, 8 unless set) or the former 2 sync
+workers (``BENCH_WORKER=sync``); used as ``gunicorn -c python:gunicorn_settings``."""
 
 import os
 
 from abconv.server import gunicorn_options
 
 _threads = int(os.environ.get("BENCH_THREADS", "8"))
-_options = gunicorn_options("127.0.0.1:8000", workers=2, threads=_threads)
+_workers = int(os.environ.get("BENCH_WORKERS", "2"))
+_options = gunicorn_options("127.0.0.1:8000", workers=_workers, threads=_threads)
 del _options["bind"]  # the benchmark passes -b
 if os.environ.get("BENCH_WORKER") == "sync":
     _options.update(worker_class="sync", threads=1)

@@ -265,6 +265,24 @@ def start(target: str, env: dict[str, str], probe: str) -> tuple[subprocess.Pope
     raise RuntimeError(f"gunicorn {target} did not start")
 
 
+def workers_cpu_seconds(server: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user and system) the gunicorn workers of ``server`` have used:
+    a measure of a route's cost that other load on the machine moves far less
+    than req/s (NaN where /proc cannot tell)."""
+    try:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    except OSError:
+        return float("nan")
+    ticks = 0
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a worker replaced meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -322,7 +340,8 @@ def measure_database(
     env = {**os.environ, "ABCONV_EXPERIMENTS_DIR": str(ROOT / "experiments"),
            "ABCONV_DATABASE_URL": url, "ABCONV_ADMIN_PASSWORD": PASSWORD,
            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT / "src")]),
-           "BENCH_WORKER": "abconv", "BENCH_THREADS": str(args.threads)}  # fmt: skip
+           "BENCH_WORKER": "abconv", "BENCH_THREADS": str(args.threads),
+           "BENCH_WORKERS": str(args.workers)}  # fmt: skip
     instance = tempfile.mkdtemp(prefix="abconv-bench-")
     env["ABCONV_INSTANCE_DIR"] = instance
     bare, bare_url = start("bare_app:app", env, "/bare")
@@ -335,11 +354,15 @@ def measure_database(
         load(app_url, "assign_returning", warm, "warm")
         for number in range(args.rounds):
             for route in ROUTES:
-                base = bare_url if route == "bare" else app_url
+                base, server = (bare_url, bare) if route == "bare" else (app_url, app)
+                used = workers_cpu_seconds(server)
                 figures = load(base, route, args.seconds, f"r{number}x{time.time_ns()}")
+                used = workers_cpu_seconds(server) - used
+                figures["cpu_us"] = 1e6 * used / max(figures["rps"] * args.seconds, 1)
                 rounds[route].append(figures)
                 print(f"  {name} round {number + 1}: {route:<17} {figures['rps']:9.0f} req/s"
-                      f"  p99 {figures['p99_ms']:7.2f} ms", flush=True)  # fmt: skip
+                      f"  p99 {figures['p99_ms']:7.2f} ms  workers' CPU {figures['cpu_us']:6.0f}"
+                      " µs a request", flush=True)  # fmt: skip
     finally:
         stop(app)
         stop(bare)
@@ -352,6 +375,7 @@ def measure_database(
         rps = statistics.mean(r["rps"] for r in runs)
         p99 = statistics.mean(r["p99_ms"] for r in runs)
         entry = {
+            "cpu_us": statistics.mean(r["cpu_us"] for r in runs),
             "rps": rps,
             "rps_rounds": [r["rps"] for r in runs],
             "p99_ms": p99,
@@ -396,6 +420,7 @@ def measure_results(small: int, large: int, calls: int) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
+    nan = float("nan")  # runs saved before the CPU column have none
     lines = [f"load: {report['load']}, {report['seconds']} s x {report['rounds']} rounds per route;"
              f" gunicorn {report['gunicorn']}"]  # fmt: skip
     for db in report["databases"]:
@@ -403,9 +428,10 @@ def table(report: dict[str, Any]) -> str:
         bare = routes["bare"]
         lines.append("")
         lines.append(f"{db['database']}: bare Flask route {bare['rps']:.0f} req/s,"
-                     f" p99 {bare['p99_ms']:.2f} ms")  # fmt: skip
+                     f" p99 {bare['p99_ms']:.2f} ms, workers' CPU {bare.get('cpu_us', nan):.0f} µs"
+                     " a request")  # fmt: skip
         lines.append(f"  {'route':<22}{'req/s':>9}{'ratio':>8}{'target':>8}"
-                     f"{'p99 ms':>9}{'p99/bare':>9}{'target':>7}  failed")  # fmt: skip
+                     f"{'p99 ms':>9}{'p99/bare':>9}{'target':>7}{'CPU µs':>8}  failed")  # fmt: skip
         for route, entry in routes.items():
             if route == "bare":
                 continue
@@ -413,12 +439,13 @@ def table(report: dict[str, Any]) -> str:
                 figure = f"{entry['events_per_s']:>9.0f} ev/s"
                 target = f"{entry['target_events_per_s']:>8}"
                 lines.append(f"  {LABELS[route]:<22}{figure:>17}{target:>8}{entry['p99_ms']:9.2f}"
-                             f"{entry['p99_ratio']:9.2f}{entry['p99_target']:>7.1f}  "
-                             f"{entry['failed']}")  # fmt: skip
+                             f"{entry['p99_ratio']:9.2f}{entry['p99_target']:>7.1f}"
+                             f"{entry.get('cpu_us', nan):8.0f}  {entry['failed']}")  # fmt: skip
                 continue
             lines.append(f"  {LABELS[route]:<22}{entry['rps']:9.0f}{entry['ratio']:8.2f}"
                          f"{entry['target']:8.2f}{entry['p99_ms']:9.2f}{entry['p99_ratio']:9.2f}"
-                         f"{entry['p99_target']:>7.1f}  {entry['failed']}")  # fmt: skip
+                         f"{entry['p99_target']:>7.1f}{entry.get('cpu_us', nan):8.0f}"
+                         f"  {entry['failed']}")  # fmt: skip
     if report.get("analyze_ms"):
         lines.append("")
         lines.append("abconv.analyze, 5 variants x 6 goals (median ms): " + ", ".join(
@@ -468,6 +495,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per route and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes, as abconv serve")
     parser.add_argument("--threads", type=int, default=8, help="per worker, as abconv serve")
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--no-postgres", action="store_true")
@@ -504,7 +532,8 @@ def main() -> None:
         else f"python, {CONNECTIONS} connections",
         "seconds": args.seconds,
         "rounds": args.rounds,
-        "gunicorn": f"2 workers x {args.threads} threads, abconv.gunicorn_worker.AbconvWorker",
+        "gunicorn": f"{args.workers} workers x {args.threads} threads, "
+        "abconv.gunicorn_worker.AbconvWorker",
         "cpus": os.cpu_count(),
         "databases": [],
     }
