@@ -164,7 +164,12 @@ def _enrol(
     ]
     if not candidates:
         return {}, {}
-    stored = store.exposures_of(visitor, candidates)
+    stored = store.known_exposures(visitor, candidates)
+    if stored is None:
+        # Insert first where that is cheaper: the insert keeps the stored rows
+        # and answers with them. A candidate that is not recorded needs the read.
+        inserting = store.inserts_first and all(decisions[key].record for key in candidates)
+        stored = {} if inserting else store.exposures_of(visitor, candidates)
     to_record = {
         key: decisions[key].variant.key
         for key in candidates
@@ -173,9 +178,10 @@ def _enrol(
     by_key = {e.key: e for e in experiments}
     in_phase = {key: services.phases.of(by_key[key]) for key in to_record}
     variant_keys = {key: exposure.variant for key, exposure in stored.items()}
-    variant_keys.update(store.record_exposures(visitor, to_record, phases=in_phase))
-    if to_record:
-        services.exposures_recorded(len(to_record))
+    recorded, new = store.record_exposures_counted(visitor, to_record, phases=in_phase)
+    variant_keys.update(recorded)
+    if new:
+        services.exposures_recorded(new)
     enrolled, dropped = {}, {}
     for key, variant_key in variant_keys.items():
         variant = by_key[key].variant(variant_key)
@@ -262,15 +268,13 @@ def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
     before it and that counts this goal. A visitor's repeated ``event_id`` changes
     nothing; another visitor's use of the same id is another event."""
     candidates = _experiments_counting(services, event)
-    if event.event_id is not None:
-        earlier = services.store.conversions_with_event(event.visitor, event.event_id)
-        if earlier:
-            return _conversion_reply(event, earlier, duplicate=True)
     exposures = services.store.exposures_of(event.visitor, [e.key for e in candidates])
     rows = _credited(
         event, candidates, {(event.visitor, key): e for key, e in exposures.items()}, utcnow()
     )
-    inserted = services.store.record_conversions(rows)
+    earlier, inserted = services.store.convert(event.visitor, event.event_id, rows)
+    if earlier:
+        return _conversion_reply(event, earlier, duplicate=True)
     recorded = [row for row, new in zip(rows, inserted, strict=True) if new]
     return _conversion_reply(event, recorded, duplicate=bool(rows) and not recorded)
 
