@@ -223,6 +223,10 @@ def _create_engine(url: str) -> Engine:
             "keepalives_interval": 1,
             "keepalives_count": 2,
             "tcp_user_timeout": 2500,
+            # psycopg never prepares statements itself: it deallocates all of a
+            # session's prepared statements (the hot path's too) after a
+            # ROLLBACK or a DROP on a connection where it prepared some.
+            "prepare_threshold": None,
         },
     )
     sa.event.listen(engine, "checkin", _idle_from)

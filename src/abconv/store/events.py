@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -26,6 +25,7 @@ from abconv.store.group_commit import GroupCommit
 from abconv.store import postgres_writes
 from abconv.store.postgres import SELECT_EVENT as SELECT_EVENT_POSTGRES
 from abconv.store.postgres import SELECT_EXPOSURES as SELECT_EXPOSURES_POSTGRES
+from abconv.store.postgres import Pipeline
 from abconv.store.rollups import Rollups, VisitorGoal, conversion_changes
 from abconv.store.sqlite import (
     INSERT_CONVERSION,
@@ -75,7 +75,7 @@ class Events:
         # path, or PostgreSQL's (abconv.store.postgres). An in-memory SQLite
         # database is one per thread, so its writes run on their own thread, alone.
         self._hot_writes: GroupCommit[sqlite3.Connection] | None = None
-        self._writes: GroupCommit[psycopg.Connection[Any]] | None = None
+        self._writes: GroupCommit[Pipeline] | None = None
         if database.hot is not None:
             self._hot_writes = GroupCommit(self._hot_transaction)
         elif database.postgres is not None:
@@ -152,16 +152,16 @@ class Events:
             yield c
 
     @contextmanager
-    def _postgres_transaction(self) -> Iterator[psycopg.Connection[Any]]:
+    def _postgres_transaction(self) -> Iterator[Pipeline]:
         assert self.database.postgres is not None  # only made with it
-        with self.database.using(), self.database.postgres.transaction() as conn:
-            yield conn
+        with self.database.using(), self.database.postgres.pipeline() as pipeline:
+            yield pipeline
 
     @contextmanager
-    def _postgres_autocommit(self) -> Iterator[psycopg.Connection[Any]]:
+    def _postgres_autocommit(self) -> Iterator[Pipeline]:
         assert self.database.postgres is not None  # only made with it
-        with self.database.using(), self.database.postgres.autocommit() as conn:
-            yield conn
+        with self.database.using(), self.database.postgres.pipeline(autocommit=True) as pipeline:
+            yield pipeline
 
     # -- exposures ---------------------------------------------------------
 
@@ -181,7 +181,7 @@ class Events:
                 rows: Sequence[Any] = hot.exposures_of(visitor)
         elif postgres is not None:
             with self.database.using():
-                rows = postgres.rows(SELECT_EXPOSURES_POSTGRES, (visitor,))
+                rows = postgres.rows(SELECT_EXPOSURES_POSTGRES, visitor)
         else:
             with self.database.autocommit() as conn:
                 rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
@@ -325,7 +325,7 @@ class Events:
             with self.database.using():
                 return [
                     NewConversion(*row)
-                    for row in postgres.rows(SELECT_EVENT_POSTGRES, (visitor, event_id))
+                    for row in postgres.rows(SELECT_EVENT_POSTGRES, visitor, event_id)
                 ]
         with self.database.autocommit() as conn:
             rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})

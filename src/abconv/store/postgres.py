@@ -14,8 +14,10 @@ with 503 like any other database failure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -24,6 +26,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg import pq
+from psycopg.adapt import Transformer
 from sqlalchemy.engine import Engine
 
 from abconv.store.tables import (
@@ -34,18 +37,30 @@ from abconv.store.tables import (
     ROLLUP_VISITOR_GOAL,
 )
 
+class Statement:
+    """A statement of the hot path (``$n`` parameters), prepared on each
+    connection the first time it runs there."""
+
+    __slots__ = ("name", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text.encode()
+        self.name = b"abconv_" + hashlib.blake2b(self.text, digest_size=8).hexdigest().encode()
+
+
+
 EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at", "phase")
 CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
 
-SELECT_EXPOSURES = (
-    "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = %s"
+SELECT_EXPOSURES = Statement(
+    "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = $1"
 )
 # Visitors as a JSON array of strings.
-SELECT_EXPOSURES_OF_MANY = (
+SELECT_EXPOSURES_OF_MANY = Statement(
     "SELECT visitor, experiment, variant, created_at, phase FROM exposure "
-    "WHERE visitor IN (SELECT json_array_elements_text(%s::json))"
+    "WHERE visitor IN (SELECT json_array_elements_text($1::json))"
 )
 
 # New exposures (a JSON array of rows in key order) and the rollup of their
@@ -55,7 +70,7 @@ SELECT_EXPOSURES_OF_MANY = (
 # transaction commits while this one waits for it).
 _INSERT_EXPOSURES = (
     "WITH asked AS ("
-    f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM json_populate_recordset(NULL::exposure, %s::json)), "
+    f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM json_populate_recordset(NULL::exposure, $1::json)), "
     "new AS ("
     f"INSERT INTO exposure ({', '.join(EXPOSURE_COLUMNS)}) SELECT * FROM asked "
     "ON CONFLICT (visitor, experiment) DO NOTHING "
@@ -68,58 +83,62 @@ _INSERT_EXPOSURES = (
     "ON CONFLICT (experiment, variant, phase, day) "
     "DO UPDATE SET visitors = rollup_exposure.visitors + excluded.visitors) "
 )
-INSERT_EXPOSURES = _INSERT_EXPOSURES + "SELECT visitor, experiment FROM new"
-INSERT_EXPOSURES_SEEN = _INSERT_EXPOSURES + (
+INSERT_EXPOSURES = Statement(_INSERT_EXPOSURES + "SELECT visitor, experiment FROM new")
+INSERT_EXPOSURES_SEEN = Statement(
+    _INSERT_EXPOSURES
+    + 
     "SELECT true, visitor, experiment, variant, created_at, phase FROM new UNION ALL "
     "SELECT false, visitor, experiment, variant, created_at, phase FROM exposure "
     "WHERE visitor IN (SELECT visitor FROM asked)"
 )
 
 # A visitor's conversions with one event id (an earlier use of it).
-SELECT_EVENT = (
-    f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion WHERE visitor = %s AND event_id = %s"
+SELECT_EVENT = Statement(
+    f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion WHERE visitor = $1 AND event_id = $2"
 )
-# The same for several (visitor, event_id) pairs, given as a JSON array of pairs.
-SELECT_EVENTS = (
+# New conversions and what their rollups need first, in one statement:
+# - 0: the rows already stored of the (visitor, event_id) pairs in $1
+#   (a JSON array of pairs), whose new rows are not written (an event seen
+#   before writes nothing);
+# - 1: the (visitor, event_id, experiment) of each row of $2 (a JSON
+#   array of rows) stored now;
+# - 2: the recorded caps of the experiments in $3 (a JSON array).
+INSERT_CONVERSIONS = Statement(
+    "WITH earlier AS ("
     f"SELECT {', '.join('c.' + name for name in CONVERSION_COLUMNS)} FROM conversion c "
     "JOIN (SELECT DISTINCT e ->> 0 AS visitor, e ->> 1 AS event_id "
-    "FROM json_array_elements(%s::json) AS e) k "
-    "ON c.visitor = k.visitor AND c.event_id = k.event_id"
-)
-# New conversions (a JSON array of rows); the keys of those stored.
-_INSERT_CONVERSIONS = (
+    "FROM json_array_elements($1::json) AS e) k "
+    "ON c.visitor = k.visitor AND c.event_id = k.event_id), "
+    "new AS ("
     f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) "
     f"SELECT {', '.join('r.' + name for name in CONVERSION_COLUMNS)} "
-    "FROM json_populate_recordset(NULL::conversion, %s::json) r {where}"
-    f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING RETURNING visitor, event_id, experiment"
-)
-INSERT_CONVERSIONS = _INSERT_CONVERSIONS.format(where="")
-# The same, but none of a (visitor, event_id) that has rows already: an event
-# seen before writes nothing.
-INSERT_NEW_EVENTS = _INSERT_CONVERSIONS.format(
-    where="WHERE r.event_id IS NULL OR NOT EXISTS (SELECT FROM conversion c "
-    "WHERE c.visitor = r.visitor AND c.event_id = r.event_id) "
+    "FROM json_populate_recordset(NULL::conversion, $2::json) r "
+    "WHERE NOT EXISTS (SELECT FROM earlier e "
+    "WHERE e.visitor = r.visitor AND e.event_id = r.event_id) "
+    f"ON CONFLICT ({', '.join(CONVERSION_KEY)}) DO NOTHING "
+    "RETURNING visitor, event_id, experiment) "
+    f"SELECT 0, {', '.join(CONVERSION_COLUMNS)} FROM earlier UNION ALL "
+    "SELECT 1, experiment, NULL, visitor, NULL, NULL, NULL, event_id, NULL, NULL FROM new "
+    "UNION ALL SELECT 2, experiment, NULL, NULL, goal, NULL, cap, NULL, NULL, NULL "
+    "FROM rollup_cap WHERE experiment IN (SELECT json_array_elements_text($3::json))"
 )
 
 # A visitor's rollup state changes under the lock on their exposure row,
 # rows locked in key order (see abconv.store.rollups). Pairs: JSON [[e, v], ...].
 _PAIRS = (
-    "(SELECT e ->> 0 AS experiment, e ->> 1 AS visitor FROM json_array_elements(%s::json) AS e)"
+    "(SELECT e ->> 0 AS experiment, e ->> 1 AS visitor FROM json_array_elements($1::json) AS e)"
 )
-LOCK_VISITORS = (
+LOCK_VISITORS = Statement(
     f"SELECT x.id FROM exposure x JOIN {_PAIRS} p "
     "ON x.experiment = p.experiment AND x.visitor = p.visitor "
     "ORDER BY x.experiment, x.visitor FOR UPDATE OF x"
 )
-SELECT_STATES = (
+SELECT_STATES = Statement(
     "SELECT s.experiment, s.visitor, s.goal, s.kind, s.first_at, s.last_at, s.total, s.events "
     f"FROM rollup_visitor_goal s JOIN {_PAIRS} p "
     "ON s.experiment = p.experiment AND s.visitor = p.visitor"
 )
-SELECT_CAPS = (
-    "SELECT experiment, goal, cap FROM rollup_cap "
-    "WHERE experiment IN (SELECT json_array_elements_text(%s::json))"
-)
+
 
 
 def _primary_key(table: sa.Table) -> list[str]:
@@ -133,7 +152,7 @@ def _upsert(table: sa.Table, set_: dict[str, str]) -> str:
     updates = ", ".join(f'"{name}" = {value}' for name, value in set_.items())
     return (
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM "
-        f"json_populate_recordset(NULL::{table.name}, %(changes)s::json -> '{table.name}') "
+        f"json_populate_recordset(NULL::{table.name}, $1::json -> '{table.name}') "
         f"ON CONFLICT ({', '.join(_primary_key(table))}) DO UPDATE SET {updates}"
     )
 
@@ -149,7 +168,7 @@ _GOAL_SUMS = (
 
 # The rollup rows a batch of conversions changes (rollups.conversion_changes),
 # all four tables in one statement; a table without rows changes nothing.
-UPSERT_ROLLUPS = (
+UPSERT_ROLLUPS = Statement(
     "WITH "
     + ", ".join(
         f"{table.name} AS ({_upsert(table, set_)})"
@@ -199,6 +218,120 @@ def _finite(value: Any) -> Any:
     return value
 
 
+Rows = list[tuple[Any, ...]]
+
+
+class Pipeline:
+    """Statements sent on a connection's libpq handle in pipeline mode, without
+    psycopg's cursors (whose Python layers cost several times more than these
+    statements do): each is sent at once, and :meth:`rows` reads the answers
+    of all those sent so far in one round trip.
+
+    PostgreSQL runs the statements between two Syncs as one transaction, and
+    commits it at the Sync. Here the Sync is sent by :meth:`commit` (and, in
+    ``autocommit``, by :meth:`rows` too); reading answers sends a flush request,
+    which keeps the transaction open."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        prepared: set[bytes],
+        autocommit: bool,
+        trace: Callable[[str], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        self.prepared = prepared
+        self.autocommit = autocommit
+        self.trace = trace
+        self.transformer = Transformer(conn)
+        self._unread: list[int | None] = []  # per command sent: its handle, None for a Parse
+        self._answers: dict[int, Rows] = {}
+        self._sent = 0
+        self._unsynced = False
+        self.pgconn.enter_pipeline_mode()
+
+    def send(self, statement: Statement, *parameters: str | None) -> int:
+        """Send ``statement``; the handle to ask :meth:`rows` for its answer."""
+        pgconn = self.pgconn
+        if self.trace is not None:
+            self.trace(statement.text.decode())
+        if statement.name not in self.prepared:
+            pgconn.send_prepare(statement.name, statement.text)
+            self.prepared.add(statement.name)  # a failure closes the connection
+            self._unread.append(None)
+        pgconn.send_query_prepared(
+            statement.name, [None if p is None else p.encode() for p in parameters]
+        )
+        self._sent += 1
+        self._unread.append(self._sent)
+        self._unsynced = True
+        return self._sent
+
+    def rows(self, handle: int) -> Rows:
+        """The rows that the statement ``handle`` answered (none for a write
+        without RETURNING)."""
+        if handle not in self._answers:
+            if self.autocommit:
+                self._sync()
+            else:
+                self.pgconn.send_flush_request()
+                self._flush()
+                self._read()
+        return self._answers.pop(handle)
+
+    def commit(self) -> None:
+        """Sync: commit what was sent since the last Sync, and read the answers."""
+        if self._unsynced:
+            self._sync()
+        self.pgconn.exit_pipeline_mode()
+
+    def _sync(self) -> None:
+        self.pgconn.pipeline_sync()
+        self._flush()
+        self._read()
+        result = self._next()
+        if result.status != pq.ExecStatus.PIPELINE_SYNC:
+            raise psycopg.OperationalError(f"expected the end of a pipeline, got {result.status}")
+        self._unsynced = False
+
+    def _flush(self) -> None:
+        pgconn = self.pgconn
+        while pgconn.flush():  # the server may be waiting for us to read
+            _wait(pgconn.socket, select.POLLIN | select.POLLOUT)
+            pgconn.consume_input()
+
+    def _read(self) -> None:
+        """The answers of every command sent: each its results, then None."""
+        for handle in self._unread:
+            answer: Rows = []
+            while (result := self._next()) is not None:
+                status = result.status
+                if status == pq.ExecStatus.TUPLES_OK and handle is not None:
+                    self.transformer.set_pgresult(result)
+                    answer = self.transformer.load_rows(0, result.ntuples, tuple)
+                elif status == pq.ExecStatus.FATAL_ERROR:
+                    raise psycopg.errors.error_from_result(result, self.conn.info.encoding)
+                elif status == pq.ExecStatus.PIPELINE_ABORTED:
+                    raise psycopg.errors.PipelineAborted("pipeline aborted")
+            if handle is not None:
+                self._answers[handle] = answer
+        self._unread = []
+
+    def _next(self) -> Any:
+        pgconn = self.pgconn
+        while pgconn.is_busy():
+            _wait(pgconn.socket, select.POLLIN)
+            pgconn.consume_input()
+        return pgconn.get_result()
+
+
+def _wait(socket: int, events: int) -> None:
+    poller = select.poll()
+    poller.register(socket, events)
+    poller.poll()
+
+
 class PostgresHotPath:
     """Pooled psycopg connections, for the statements above."""
 
@@ -209,58 +342,36 @@ class PostgresHotPath:
         self.trace: Callable[[str], None] | None = None
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in autocommit (each statement commits as it
-        runs unless the caller sends BEGIN), given back as SQLAlchemy lent it:
-        idle, not in autocommit. psycopg's errors come out as SQLAlchemy's;
-        a connection found broken is dropped from the pool."""
+    def pipeline(self, autocommit: bool = False) -> Iterator[Pipeline]:
+        """A :class:`Pipeline` on a pooled connection, committed on leaving the
+        block. An exception in the block closes the connection instead of
+        sending the Sync that would commit what ran: the server rolls it back.
+        psycopg's errors come out as SQLAlchemy's, which the web layer answers
+        with 503 like any other database failure."""
         try:
             pooled = self.engine.raw_connection()
         except psycopg.Error as error:
             raise self._translated(error, None) from error
         conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         try:
-            conn.autocommit = True
-            if self.trace is not None:
-                conn.cursor_factory = _traced_cursor(self.trace)
-            yield conn
-        except psycopg.Error as error:
-            translated = self._translated(error, conn)
-            if translated.connection_invalidated:
-                pooled.invalidate(error)
-            else:
-                self._settle(pooled, conn)
-            raise translated from error
-        except BaseException:
-            self._settle(pooled, conn)
+            known = pooled.info.get(_PREPARED)
+            if known is None or known[0] is not conn:  # the pool reconnected
+                known = pooled.info[_PREPARED] = (conn, set())
+            pipeline = Pipeline(conn, known[1], autocommit, self.trace)
+            yield pipeline
+            pipeline.commit()
+        except BaseException as error:
+            conn.close()
+            pooled.invalidate(error if isinstance(error, Exception) else None)
+            if isinstance(error, psycopg.Error):
+                raise self._translated(error, conn) from error
             raise
-        else:
-            conn.autocommit = False
-            conn.cursor_factory = psycopg.Cursor
         pooled.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pipeline whose first statement is BEGIN, committed on leaving the
-        block: the COMMIT goes with the block's last unanswered statements."""
-        with self.connection() as conn:
-            with conn.pipeline():
-                conn.execute(b"BEGIN")
-                yield conn
-                conn.execute(b"COMMIT")
-            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                raise psycopg.OperationalError("the transaction did not commit")
-
-    @contextmanager
-    def autocommit(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pipeline of statements that each commit as they run."""
-        with self.connection() as conn, conn.pipeline():
-            yield conn
-
-    def rows(self, statement: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    def rows(self, statement: Statement, *parameters: str | None) -> Rows:
         """The rows of one query, outside any transaction."""
-        with self.connection() as conn:
-            return conn.execute(statement, parameters, prepare=True).fetchall()
+        with self.pipeline(autocommit=True) as pipeline:
+            return pipeline.rows(pipeline.send(statement, *parameters))
 
     def _translated(
         self, error: psycopg.Error, conn: psycopg.Connection[Any] | None
@@ -270,24 +381,6 @@ class PostgresHotPath:
             None, None, error, psycopg.Error, connection_invalidated=invalidated
         )  # type: ignore[return-value]
 
-    @staticmethod
-    def _settle(pooled: Any, conn: psycopg.Connection[Any]) -> None:
-        """Give ``conn`` back to the pool idle, or drop it when that fails."""
-        try:
-            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                conn.rollback()
-            conn.autocommit = False
-            conn.cursor_factory = psycopg.Cursor
-        except Exception as error:
-            pooled.invalidate(error)
-            return
-        pooled.close()
 
-
-def _traced_cursor(trace: Callable[[str], None]) -> type[psycopg.Cursor[Any]]:
-    class TracedCursor(psycopg.Cursor[Any]):
-        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            trace(query.decode() if isinstance(query, bytes) else str(query))
-            return super().execute(query, *args, **kwargs)
-
-    return TracedCursor
+# In the pool's record of a connection: (the connection, names it has prepared).
+_PREPARED = "abconv_prepared"

@@ -1,7 +1,7 @@
 """The writes of PostgreSQL's hot path (:mod:`abconv.store.postgres`): what
 :class:`~abconv.store.events.Events` groups into one transaction.
 
-Each function takes a pipelined psycopg connection (its statements are
+Each function takes a :class:`~abconv.store.postgres.Pipeline` (its statements are
 sent together until one needs an answer) and several requests' payloads,
 and answers each. Rows go in key order, so that two workers' transactions
 lock them in one order; rollups are what
@@ -13,25 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg
-
 from abconv.store.postgres import (
     INSERT_CONVERSIONS,
     INSERT_EXPOSURES,
     INSERT_EXPOSURES_SEEN,
-    INSERT_NEW_EVENTS,
     LOCK_VISITORS,
-    SELECT_CAPS,
-    SELECT_EVENTS,
     SELECT_EXPOSURES_OF_MANY,
     SELECT_STATES,
     UPSERT_ROLLUPS,
+    Pipeline,
     as_json,
 )
 from abconv.store.rollups import VisitorGoal, conversion_changes
 from abconv.store.tables import NewConversion, StoredExposure
 
-Connection = psycopg.Connection[Any]
 Converted = tuple[list[NewConversion], bool]  # a request's rows, and whether its event id is checked
 Batch = tuple[
     list[dict[str, Any]],
@@ -39,18 +34,18 @@ Batch = tuple[
     Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
 ]
 Ingested = tuple[int, list[NewConversion], list[bool]]
-def exposures_written(conn: Connection, payloads: list[list[dict[str, Any]]]) -> list[int]:
+def exposures_written(pipeline: Pipeline, payloads: list[list[dict[str, Any]]]) -> list[int]:
     """Several requests' exposures and their rollup in one statement; how many
     of each request's rows were new (a row two requests share counts for the first)."""
     first, sent = _first_in_key_order(payloads)
     counts = [0] * len(payloads)
-    for visitor, experiment in conn.execute(INSERT_EXPOSURES, (as_json(sent),), prepare=True):
+    for visitor, experiment in pipeline.rows(pipeline.send(INSERT_EXPOSURES, as_json(sent))):
         counts[first[(experiment, visitor)]] += 1
     return counts
 
 
 def exposures_recorded(
-    conn: Connection, payloads: list[list[dict[str, Any]]]
+    pipeline: Pipeline, payloads: list[list[dict[str, Any]]]
 ) -> list[tuple[int, list[StoredExposure]]]:
     """:func:`exposures_written` for requests of one visitor each, with the
     exposures each visitor had before (the statement's snapshot): a visitor
@@ -58,7 +53,7 @@ def exposures_recorded(
     first, sent = _first_in_key_order(payloads)
     counts = [0] * len(payloads)
     before: dict[str, list[StoredExposure]] = {}
-    found = conn.execute(INSERT_EXPOSURES_SEEN, (as_json(sent),), prepare=True)
+    found = pipeline.rows(pipeline.send(INSERT_EXPOSURES_SEEN, as_json(sent)))
     for new, visitor, experiment, variant, at, phase in found:
         if new:
             counts[first[(experiment, visitor)]] += 1
@@ -89,13 +84,13 @@ def _first_in_key_order(
 
 
 def converted(
-    conn: Connection, payloads: list[Converted]
+    pipeline: Pipeline, payloads: list[Converted]
 ) -> list[tuple[list[NewConversion], list[bool]]]:
     """:meth:`~abconv.store.events.Events.convert` for several requests in one transaction: a request
     whose (visitor, event_id) has rows already gets them back, and writes nothing."""
     events = sorted({(rows[0].visitor, rows[0].event_id) for rows, checked in payloads if checked})
     batch = [rows for rows, _ in payloads]
-    earlier, new = in_key_order(conn, batch, events)
+    earlier, new = in_key_order(pipeline, batch, events)
     answers = []
     for (rows, checked), flags in zip(payloads, new, strict=True):
         found = earlier.get((rows[0].visitor, rows[0].event_id), []) if checked else []
@@ -104,14 +99,14 @@ def converted(
 
 
 def conversions_written(
-    conn: Connection, payloads: list[list[NewConversion]]
+    pipeline: Pipeline, payloads: list[list[NewConversion]]
 ) -> list[list[bool]]:
     """Several requests' conversions as one batch, inside a shared transaction."""
-    return in_key_order(conn, payloads, [])[1]
+    return in_key_order(pipeline, payloads, [])[1]
 
 
 def in_key_order(
-    conn: Connection,
+    pipeline: Pipeline,
     payloads: list[list[NewConversion]],
     events: list[tuple[str, str | None]],
 ) -> tuple[dict[tuple[str, str | None], list[NewConversion]], list[list[bool]]]:
@@ -123,7 +118,7 @@ def in_key_order(
         range(len(rows)),
         key=lambda i: (rows[i].visitor, rows[i].event_id or "", rows[i].experiment),
     )
-    earlier, stored = insert_conversions(conn, [rows[i] for i in order], events)
+    earlier, stored = insert_conversions(pipeline, [rows[i] for i in order], events)
     new = [False] * len(rows)
     for position, i in enumerate(order):
         new[i] = stored[position]
@@ -131,7 +126,7 @@ def in_key_order(
 
 
 def insert_conversions(
-    conn: Connection,
+    pipeline: Pipeline,
     rows: Sequence[NewConversion],
     events: Sequence[tuple[str, str | None]] = (),
 ) -> tuple[dict[tuple[str, str | None], list[NewConversion]], list[bool]]:
@@ -139,10 +134,10 @@ def insert_conversions(
     True where a row was new. With ``events`` ((visitor, event_id) pairs), also
     the rows those events stored earlier, and none of their ``rows`` is written.
 
-    One round trip for the look-up, the insert, the lock on the visitors'
-    exposure rows and the reads of their states and the caps; the upserts go
-    with the caller's COMMIT. As row by row, the first of the rows with one
-    (visitor, event_id, experiment) is the one that counts."""
+    One round trip for the look-up, the insert, the caps, the lock on the
+    visitors' exposure rows and the read of their states (after the lock);
+    the upserts go with the caller's commit. As row by row, the first of the
+    rows with one (visitor, event_id, experiment) is the one that counts."""
     seen: set[tuple[str, str | None, str]] = set()
     first = []
     for row in rows:
@@ -150,20 +145,29 @@ def insert_conversions(
         first.append(row.event_id is None or key not in seen)
         seen.add(key)
     sent = [row.__dict__ for row, is_first in zip(rows, first, strict=True) if is_first]
-    looked_up = conn.execute(SELECT_EVENTS, (as_json(events),), prepare=True) if events else None
-    inserted = conn.execute(
-        INSERT_NEW_EVENTS if events else INSERT_CONVERSIONS, (as_json(sent),), prepare=True
-    )
     pairs = as_json(sorted({(row.experiment, row.visitor) for row in rows}))
-    conn.execute(LOCK_VISITORS, (pairs,), prepare=True)
-    states = conn.execute(SELECT_STATES, (pairs,), prepare=True)
-    caps = conn.execute(
-        SELECT_CAPS, (as_json(sorted({row.experiment for row in rows})),), prepare=True
+    inserted = pipeline.send(
+        INSERT_CONVERSIONS,
+        as_json(events),
+        as_json(sent),
+        as_json(sorted({row.experiment for row in rows})),
     )
+    pipeline.send(LOCK_VISITORS, pairs)
+    states = pipeline.send(SELECT_STATES, pairs)
     earlier: dict[tuple[str, str | None], list[NewConversion]] = {}
-    for found in looked_up.fetchall() if looked_up is not None else ():
-        earlier.setdefault((found[2], found[6]), []).append(NewConversion(*found))
-    stored = set(inserted.fetchall())
+    stored: set[tuple[str, str | None, str]] = set()
+    caps: dict[tuple[str, str], float] = {}
+    for part, experiment, variant, visitor, goal, kind, value, event_id, at, phase in pipeline.rows(
+        inserted
+    ):
+        if part == 0:
+            earlier.setdefault((visitor, event_id), []).append(
+                NewConversion(experiment, variant, visitor, goal, kind, value, event_id, at, phase)
+            )
+        elif part == 1:
+            stored.add((visitor, event_id, experiment))
+        else:
+            caps[(experiment, goal)] = value
     new = [
         is_first
         and (row.event_id is None or (row.visitor, row.event_id, row.experiment) in stored)
@@ -173,31 +177,28 @@ def insert_conversions(
     if added:
         known = {
             (experiment, visitor, goal): VisitorGoal(goal, *state)
-            for experiment, visitor, goal, *state in states.fetchall()
+            for experiment, visitor, goal, *state in pipeline.rows(states)
         }
-        capped = {(experiment, goal): cap for experiment, goal, cap in caps.fetchall()}
-        changed = dict(conversion_changes(added, known, capped))
-        conn.execute(UPSERT_ROLLUPS, {"changes": as_json(changed)}, prepare=True)
+        changed = dict(conversion_changes(added, known, caps))
+        pipeline.send(UPSERT_ROLLUPS, as_json(changed))
     return earlier, new
 
 
-def ingested(conn: Connection, batches: list[Batch]) -> list[Ingested]:
+def ingested(pipeline: Pipeline, batches: list[Batch]) -> list[Ingested]:
     """:meth:`~abconv.store.events.Events.ingest` on PostgreSQL's hot path: three round trips a batch
     (exposures and the read of the visitors' exposures; conversions and the
     reads for their rollups; the upserts with the COMMIT)."""
     done = []
     for exposures, visitors, credit in batches:
-        new_exposures = exposures_written(conn, [exposures])[0] if exposures else 0
-        found = conn.execute(
-            SELECT_EXPOSURES_OF_MANY, (as_json(sorted(set(visitors))),), prepare=True
-        )
+        new_exposures = exposures_written(pipeline, [exposures])[0] if exposures else 0
+        found = pipeline.send(SELECT_EXPOSURES_OF_MANY, as_json(sorted(set(visitors))))
         rows = credit(
             {
                 (visitor, experiment): StoredExposure(experiment, variant, at, phase)
-                for visitor, experiment, variant, at, phase in found.fetchall()
+                for visitor, experiment, variant, at, phase in pipeline.rows(found)
             }
         )
-        new = insert_conversions(conn, rows)[1] if rows else []
+        new = insert_conversions(pipeline, rows)[1] if rows else []
         done.append((new_exposures, rows, new))
     return done
 
