@@ -280,19 +280,30 @@ def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
 
 
 def _experiments_counting(
-    services: Services, event: EventInput, field: str = "value"
+    services: Services,
+    event: EventInput,
+    field: str = "value",
+    known: dict[tuple[str | None, str], tuple[list[Experiment], list[Experiment]]] | None = None,
 ) -> list[Experiment]:
     """Running experiments that count ``event.goal``; the goal must exist somewhere,
-    and the value suit it (judged by the running ones, or all when none runs)."""
-    if event.experiment is not None:
-        pool = [services.experiment(event.experiment)]
-    else:
-        pool = list(services.experiments.all().values())
-    defining = [e for e in pool if e.goal(event.goal)]
-    if not defining:
-        where = f"experiment {event.experiment!r}" if event.experiment else "any experiment"
-        raise AbconvError("unknown_goal", f"goal {event.goal!r} is not defined in {where}")
-    counting = [e for e in defining if e.status is Status.RUNNING]
+    and the value suit it (judged by the running ones, or all when none runs).
+    ``known``: the experiments found for earlier events of a batch, by
+    (experiment, goal), reused rather than looked for again."""
+    key = (event.experiment, event.goal)
+    found = None if known is None else known.get(key)
+    if found is None:
+        if event.experiment is not None:
+            pool = [services.experiment(event.experiment)]
+        else:
+            pool = list(services.experiments.all().values())
+        defining = [e for e in pool if e.goal(event.goal)]
+        if not defining:
+            where = f"experiment {event.experiment!r}" if event.experiment else "any experiment"
+            raise AbconvError("unknown_goal", f"goal {event.goal!r} is not defined in {where}")
+        found = (defining, [e for e in defining if e.status is Status.RUNNING])
+        if known is not None:
+            known[key] = found
+    defining, counting = found
     check_goal_value(event, counting or defining, field)
     return counting
 
@@ -370,9 +381,10 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
     exposures: list[dict[str, Any]] = []
     conversions: list[tuple[EventInput, list[Experiment]]] = []  # with the experiments counting it
     problems: list[str] = []
+    known: dict[tuple[str | None, str], tuple[list[Experiment], list[Experiment]]] = {}
     for index, event in enumerate(events):
         try:
-            _parse_event(services, event, f"events[{index}].", exposures, conversions)
+            _parse_event(services, event, f"events[{index}].", exposures, conversions, known)
         except AbconvError as error:
             problems.append(error.message)
     if problems:
@@ -409,13 +421,14 @@ def _parse_event(
     prefix: str,
     exposures: list[dict[str, Any]],
     conversions: list[tuple[EventInput, list[Experiment]]],
+    known: dict[tuple[str | None, str], tuple[list[Experiment], list[Experiment]]],
 ) -> None:
     require_object(event, prefix.rstrip("."))
     kind = event.get("type")
     if kind == "conversion":
         conversion = conversion_input(event, prefix)
         # Also checks the goal and the value; kept so that storing need not look again.
-        counting = _experiments_counting(services, conversion, prefix + "value")
+        counting = _experiments_counting(services, conversion, prefix + "value", known)
         conversions.append((conversion, counting))
     elif kind == "exposure":
         exposures.extend(_exposure_row(services, event, prefix))

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from abconv.store import postgres_writes
 from abconv.store.connections import Database, as_database_error, utcnow
 from abconv.store.exposure_cache import ExposureCache
 from abconv.store.group_commit import GroupCommit
-from abconv.store import postgres_writes
 from abconv.store.postgres import SELECT_EVENT as SELECT_EVENT_POSTGRES
 from abconv.store.postgres import SELECT_EXPOSURES as SELECT_EXPOSURES_POSTGRES
 from abconv.store.postgres import Pipeline

@@ -37,6 +37,7 @@ from abconv.store.tables import (
     ROLLUP_VISITOR_GOAL,
 )
 
+
 class Statement:
     """A statement of the hot path (``$n`` parameters), prepared on each
     connection the first time it runs there."""
@@ -46,7 +47,6 @@ class Statement:
     def __init__(self, text: str) -> None:
         self.text = text.encode()
         self.name = b"abconv_" + hashlib.blake2b(self.text, digest_size=8).hexdigest().encode()
-
 
 
 EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at", "phase")
@@ -70,7 +70,8 @@ SELECT_EXPOSURES_OF_MANY = Statement(
 # transaction commits while this one waits for it).
 _INSERT_EXPOSURES = (
     "WITH asked AS ("
-    f"SELECT {', '.join(EXPOSURE_COLUMNS)} FROM json_populate_recordset(NULL::exposure, $1::json)), "
+    f"SELECT {', '.join(EXPOSURE_COLUMNS)} "
+    "FROM json_populate_recordset(NULL::exposure, $1::json)), "
     "new AS ("
     f"INSERT INTO exposure ({', '.join(EXPOSURE_COLUMNS)}) SELECT * FROM asked "
     "ON CONFLICT (visitor, experiment) DO NOTHING "
@@ -86,8 +87,7 @@ _INSERT_EXPOSURES = (
 INSERT_EXPOSURES = Statement(_INSERT_EXPOSURES + "SELECT visitor, experiment FROM new")
 INSERT_EXPOSURES_SEEN = Statement(
     _INSERT_EXPOSURES
-    + 
-    "SELECT true, visitor, experiment, variant, created_at, phase FROM new UNION ALL "
+    + "SELECT true, visitor, experiment, variant, created_at, phase FROM new UNION ALL "
     "SELECT false, visitor, experiment, variant, created_at, phase FROM exposure "
     "WHERE visitor IN (SELECT visitor FROM asked)"
 )
@@ -140,7 +140,6 @@ SELECT_STATES = Statement(
 )
 
 
-
 def _primary_key(table: sa.Table) -> list[str]:
     return [column.name for column in table.primary_key.columns]
 
@@ -188,10 +187,9 @@ UPSERT_ROLLUPS = Statement(
 )  # fmt: skip
 
 
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"not JSON: {type(value).__name__}")
+def _iso(value: date | datetime) -> str:
+    """Dates and times, the only values besides JSON's own that rows hold."""
+    return value.isoformat()
 
 
 _encode = json.JSONEncoder(default=_iso, allow_nan=False, separators=(",", ":")).encode
@@ -337,7 +335,6 @@ class PostgresHotPath:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.dialect = engine.dialect
         # Told the text of each statement run here, when set (tests count them).
         self.trace: Callable[[str], None] | None = None
 
@@ -351,7 +348,7 @@ class PostgresHotPath:
         try:
             pooled = self.engine.raw_connection()
         except psycopg.Error as error:
-            raise self._translated(error, None) from error
+            raise _translated(error, False) from error
         conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         try:
             known = pooled.info.get(_PREPARED)
@@ -361,10 +358,11 @@ class PostgresHotPath:
             yield pipeline
             pipeline.commit()
         except BaseException as error:
+            lost = conn.closed or conn.broken  # before the close that follows
             conn.close()
             pooled.invalidate(error if isinstance(error, Exception) else None)
             if isinstance(error, psycopg.Error):
-                raise self._translated(error, conn) from error
+                raise _translated(error, lost) from error
             raise
         pooled.close()
 
@@ -373,13 +371,14 @@ class PostgresHotPath:
         with self.pipeline(autocommit=True) as pipeline:
             return pipeline.rows(pipeline.send(statement, *parameters))
 
-    def _translated(
-        self, error: psycopg.Error, conn: psycopg.Connection[Any] | None
-    ) -> sa.exc.DBAPIError:
-        invalidated = conn is not None and self.dialect.is_disconnect(error, conn, None)
-        return sa.exc.DBAPIError.instance(
-            None, None, error, psycopg.Error, connection_invalidated=invalidated
-        )  # type: ignore[return-value]
+
+def _translated(error: psycopg.Error, lost: bool) -> sa.exc.DBAPIError:
+    """``error`` as the SQLAlchemy exception its class maps to (OperationalError,
+    IntegrityError, ...), as SQLAlchemy would raise it; ``lost``: the
+    connection was found closed or broken."""
+    return sa.exc.DBAPIError.instance(  # type: ignore[return-value]
+        None, None, error, psycopg.Error, connection_invalidated=lost
+    )
 
 
 # In the pool's record of a connection: (the connection, names it has prepared).

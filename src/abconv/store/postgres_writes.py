@@ -27,13 +27,17 @@ from abconv.store.postgres import (
 from abconv.store.rollups import VisitorGoal, conversion_changes
 from abconv.store.tables import NewConversion, StoredExposure
 
-Converted = tuple[list[NewConversion], bool]  # a request's rows, and whether its event id is checked
+Converted = tuple[
+    list[NewConversion], bool
+]  # a request's rows, and whether its event id is checked
 Batch = tuple[
     list[dict[str, Any]],
     list[str],
     Callable[[dict[tuple[str, str], StoredExposure]], list[NewConversion]],
 ]
 Ingested = tuple[int, list[NewConversion], list[bool]]
+
+
 def exposures_written(pipeline: Pipeline, payloads: list[list[dict[str, Any]]]) -> list[int]:
     """Several requests' exposures and their rollup in one statement; how many
     of each request's rows were new (a row two requests share counts for the first)."""
@@ -86,8 +90,9 @@ def _first_in_key_order(
 def converted(
     pipeline: Pipeline, payloads: list[Converted]
 ) -> list[tuple[list[NewConversion], list[bool]]]:
-    """:meth:`~abconv.store.events.Events.convert` for several requests in one transaction: a request
-    whose (visitor, event_id) has rows already gets them back, and writes nothing."""
+    """:meth:`~abconv.store.events.Events.convert` for several requests in one
+    transaction: a request whose (visitor, event_id) has rows already gets
+    them back, and writes nothing."""
     events = sorted({(rows[0].visitor, rows[0].event_id) for rows, checked in payloads if checked})
     batch = [rows for rows, _ in payloads]
     earlier, new = in_key_order(pipeline, batch, events)
@@ -169,8 +174,7 @@ def insert_conversions(
         else:
             caps[(experiment, goal)] = value
     new = [
-        is_first
-        and (row.event_id is None or (row.visitor, row.event_id, row.experiment) in stored)
+        is_first and (row.event_id is None or (row.visitor, row.event_id, row.experiment) in stored)
         for row, is_first in zip(rows, first, strict=True)
     ]
     added = [row for row, is_new in zip(rows, new, strict=True) if is_new]
@@ -185,19 +189,21 @@ def insert_conversions(
 
 
 def ingested(pipeline: Pipeline, batches: list[Batch]) -> list[Ingested]:
-    """:meth:`~abconv.store.events.Events.ingest` on PostgreSQL's hot path: three round trips a batch
-    (exposures and the read of the visitors' exposures; conversions and the
-    reads for their rollups; the upserts with the COMMIT)."""
+    """:meth:`~abconv.store.events.Events.ingest` on PostgreSQL's hot path, three
+    round trips a batch: the exposures and the read of the visitors' exposures
+    (which sees them: a later statement of the same transaction); the
+    conversions and the reads for their rollups; the upserts with the commit."""
     done = []
     for exposures, visitors, credit in batches:
-        new_exposures = exposures_written(pipeline, [exposures])[0] if exposures else 0
+        first, sent = _first_in_key_order([exposures])
+        inserted = pipeline.send(INSERT_EXPOSURES, as_json(sent)) if sent else None
         found = pipeline.send(SELECT_EXPOSURES_OF_MANY, as_json(sorted(set(visitors))))
-        rows = credit(
-            {
-                (visitor, experiment): StoredExposure(experiment, variant, at, phase)
-                for visitor, experiment, variant, at, phase in pipeline.rows(found)
-            }
-        )
+        stored = {
+            (visitor, experiment): StoredExposure(experiment, variant, at, phase)
+            for visitor, experiment, variant, at, phase in pipeline.rows(found)
+        }  # fmt: skip
+        new_exposures = 0 if inserted is None else len(pipeline.rows(inserted))
+        rows = credit(stored)
         new = insert_conversions(pipeline, rows)[1] if rows else []
         done.append((new_exposures, rows, new))
     return done
