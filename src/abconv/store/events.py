@@ -42,7 +42,6 @@ from abconv.store.tables import (
     CONVERSION,
     CONVERSION_KEY,
     EXPOSURE,
-    ROLLUP_EXPOSURE,
     NewConversion,
     StoredExposure,
 )
@@ -50,9 +49,6 @@ from abconv.store.tables import (
 _CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
-
-
-EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at", "phase")
 
 
 _INSERT_CONVERSIONS_POSTGRES = sa.text(
@@ -106,38 +102,6 @@ class Events:
         self._select_exposures_of_any = self._select_exposures_of_many.where(
             EXPOSURE.c.visitor
             == sa.any_(sa.bindparam("visitors", type_=postgresql.ARRAY(sa.String)))
-        )
-        # PostgreSQL: the exposures of a group of requests and their rollup in
-        # one statement, the rows as arrays. Rows and rollup rows go in key
-        # order, so that two workers' transactions lock them in one order.
-        arrays = (
-            sa.func.unnest(
-                *(sa.bindparam(name, type_=postgresql.ARRAY(EXPOSURE.c[name].type))
-                  for name in EXPOSURE_COLUMNS)
-            )
-            .table_valued(*EXPOSURE_COLUMNS)
-            .render_derived()
-        )  # fmt: skip
-        new = (
-            insert(EXPOSURE)
-            .from_select(list(EXPOSURE_COLUMNS), sa.select(*arrays.c))
-            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(*(EXPOSURE.c[name] for name in EXPOSURE_COLUMNS))
-            .cte("new")
-        )
-        day = sa.cast(new.c.created_at, sa.Date)
-        counted = insert(ROLLUP_EXPOSURE).from_select(
-            ["experiment", "variant", "phase", "day", "visitors"],
-            sa.select(new.c.experiment, new.c.variant, new.c.phase, day, sa.func.count())
-            .group_by(new.c.experiment, new.c.variant, new.c.phase, day)
-            .order_by(new.c.experiment, new.c.variant, new.c.phase, day),
-        )
-        counted = counted.on_conflict_do_update(
-            index_elements=["experiment", "variant", "phase", "day"],
-            set_={"visitors": ROLLUP_EXPOSURE.c.visitors + counted.excluded.visitors},
-        )
-        self._insert_many_exposures = sa.select(new.c.visitor, new.c.experiment).add_cte(
-            counted.cte("counted")
         )
         self._insert_conversion = (
             insert(CONVERSION)
