@@ -54,13 +54,25 @@ CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
 
+
+def _elements(parameter: str, path: str = "") -> str:
+    """An array of the text of each element of the JSON array ``parameter``
+    (``path``: of each element's member, as ``->> 0``). Lists of keys go in
+    as such arrays, compared with ``= ANY``: an index finds the rows, whatever
+    the planner thinks of a JSON function's rows (a join with one may scan
+    the whole table)."""
+    element = f"e {path}" if path else "e"
+    function = "json_array_elements" if path else "json_array_elements_text"
+    return f"ARRAY(SELECT {element} FROM {function}({parameter}::json) AS e)"
+
+
 SELECT_EXPOSURES = Statement(
     "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = $1"
 )
 # Visitors as a JSON array of strings.
 SELECT_EXPOSURES_OF_MANY = Statement(
     "SELECT visitor, experiment, variant, created_at, phase FROM exposure "
-    "WHERE visitor IN (SELECT json_array_elements_text($1::json))"
+    f"WHERE visitor = ANY ({_elements('$1')})"
 )
 
 # New exposures (a JSON array of rows in key order) and the rollup of their
@@ -89,7 +101,9 @@ INSERT_EXPOSURES_SEEN = Statement(
     _INSERT_EXPOSURES
     + "SELECT true, visitor, experiment, variant, created_at, phase FROM new UNION ALL "
     "SELECT false, visitor, experiment, variant, created_at, phase FROM exposure "
-    "WHERE visitor IN (SELECT visitor FROM asked)"
+    # An array, not a join: the index on (visitor, experiment) finds them
+    # whatever the planner thinks of the CTE's rows.
+    "WHERE visitor = ANY (ARRAY(SELECT DISTINCT visitor FROM asked))"
 )
 
 # A visitor's conversions with one event id (an earlier use of it).
@@ -105,10 +119,11 @@ SELECT_EVENT = Statement(
 # - 2: the recorded caps of the experiments in $3 (a JSON array).
 INSERT_CONVERSIONS = Statement(
     "WITH earlier AS ("
-    f"SELECT {', '.join('c.' + name for name in CONVERSION_COLUMNS)} FROM conversion c "
-    "JOIN (SELECT DISTINCT e ->> 0 AS visitor, e ->> 1 AS event_id "
-    "FROM json_array_elements($1::json) AS e) k "
-    "ON c.visitor = k.visitor AND c.event_id = k.event_id), "
+    f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion "
+    f"WHERE visitor = ANY ({_elements('$1', '->> 0')}) "
+    f"AND event_id = ANY ({_elements('$1', '->> 1')}) "
+    "AND (visitor, event_id) IN "
+    "(SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)), "
     "new AS ("
     f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) "
     f"SELECT {', '.join('r.' + name for name in CONVERSION_COLUMNS)} "
@@ -120,23 +135,23 @@ INSERT_CONVERSIONS = Statement(
     f"SELECT 0, {', '.join(CONVERSION_COLUMNS)} FROM earlier UNION ALL "
     "SELECT 1, experiment, NULL, visitor, NULL, NULL, NULL, event_id, NULL, NULL FROM new "
     "UNION ALL SELECT 2, experiment, NULL, NULL, goal, NULL, cap, NULL, NULL, NULL "
-    "FROM rollup_cap WHERE experiment IN (SELECT json_array_elements_text($3::json))"
+    f"FROM rollup_cap WHERE experiment = ANY ({_elements('$3')})"
 )
 
 # A visitor's rollup state changes under the lock on their exposure row,
 # rows locked in key order (see abconv.store.rollups). Pairs: JSON [[e, v], ...].
 _PAIRS = (
-    "(SELECT e ->> 0 AS experiment, e ->> 1 AS visitor FROM json_array_elements($1::json) AS e)"
+    f"experiment = ANY ({_elements('$1', '->> 0')}) "
+    f"AND visitor = ANY ({_elements('$1', '->> 1')}) "
+    "AND (experiment, visitor) IN "
+    "(SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)"
 )
 LOCK_VISITORS = Statement(
-    f"SELECT x.id FROM exposure x JOIN {_PAIRS} p "
-    "ON x.experiment = p.experiment AND x.visitor = p.visitor "
-    "ORDER BY x.experiment, x.visitor FOR UPDATE OF x"
+    f"SELECT id FROM exposure WHERE {_PAIRS} ORDER BY experiment, visitor FOR UPDATE"
 )
 SELECT_STATES = Statement(
-    "SELECT s.experiment, s.visitor, s.goal, s.kind, s.first_at, s.last_at, s.total, s.events "
-    f"FROM rollup_visitor_goal s JOIN {_PAIRS} p "
-    "ON s.experiment = p.experiment AND s.visitor = p.visitor"
+    "SELECT experiment, visitor, goal, kind, first_at, last_at, total, events "
+    f"FROM rollup_visitor_goal WHERE {_PAIRS}"
 )
 
 
