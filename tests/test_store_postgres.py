@@ -196,3 +196,29 @@ def test_json_parameters_keep_values_exact() -> None:
     # PostgreSQL's float8 input reads these strings as the values.
     assert as_json([math.inf, -math.inf, 1.0]) == '["Infinity","-Infinity",1.0]'
     assert as_json({"t": [math.nan]}) == '{"t":["NaN"]}'
+
+
+def test_workers_racing_for_a_new_visitor_all_answer_the_stored_variant(pg_store: Store) -> None:
+    others = [Store(pg_store.url) for _ in range(3)]
+    try:
+        stores = [pg_store, *others]
+        asks = [(stores[n % 4], f"v{n // 8}", "ab"[n % 2]) for n in range(64)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(
+                    lambda a: (a[1], a[0].record_exposures_counted(a[1], {"shop": a[2]})), asks
+                )
+            )
+    finally:
+        for store in others:
+            store.dispose()
+    stored = {visitor: variants["shop"] for visitor, (variants, _) in answers}
+    assert len(stored) == 8
+    for visitor, (variants, _) in answers:
+        assert variants == {"shop": stored[visitor]}
+    assert sum(new for _, (_, new) in answers) == 8  # each visitor recorded once
+    assert pg_store.count_rows("exposure") == 8
+    assert sum(pg_store.visitors_by_variant("shop").values()) == 8
+    with pg_store.engine.connect() as conn:
+        total = conn.execute(sa.text("SELECT sum(visitors) FROM rollup_exposure")).scalar_one()
+    assert total == 8
