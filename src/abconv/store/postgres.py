@@ -56,23 +56,24 @@ CONVERSION_COLUMNS = (
 
 
 def _elements(parameter: str, path: str = "") -> str:
-    """An array of the text of each element of the JSON array ``parameter``
-    (``path``: of each element's member, as ``->> 0``). Lists of keys go in
-    as such arrays, compared with ``= ANY``: an index finds the rows, whatever
-    the planner thinks of a JSON function's rows (a join with one may scan
-    the whole table)."""
+    """An array of the distinct texts of the elements of the JSON array
+    ``parameter`` (``path``: of each element's member, as ``->> 0``). Keys go
+    in as such arrays, compared with ``= ANY``: an index finds the rows,
+    whatever the planner thinks of a JSON function's rows (a join with one
+    may scan the whole table). Distinct: an index probes each combination of
+    the values of its columns' arrays."""
     element = f"e {path}" if path else "e"
     function = "json_array_elements" if path else "json_array_elements_text"
-    return f"ARRAY(SELECT {element} FROM {function}({parameter}::json) AS e)"
+    return f"ARRAY(SELECT DISTINCT {element} FROM {function}({parameter}::json) AS e)"
 
 
 SELECT_EXPOSURES = Statement(
     "SELECT experiment, variant, created_at, phase FROM exposure WHERE visitor = $1"
 )
-# Visitors as a JSON array of strings.
+# Visitors as a JSON array of strings (a batch's: many, so a join).
 SELECT_EXPOSURES_OF_MANY = Statement(
     "SELECT visitor, experiment, variant, created_at, phase FROM exposure "
-    f"WHERE visitor = ANY ({_elements('$1')})"
+    "WHERE visitor IN (SELECT json_array_elements_text($1::json))"
 )
 
 # New exposures (a JSON array of rows in key order) and the rollup of their
@@ -120,9 +121,7 @@ SELECT_EVENT = Statement(
 INSERT_CONVERSIONS = Statement(
     "WITH earlier AS ("
     f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion "
-    f"WHERE visitor = ANY ({_elements('$1', '->> 0')}) "
-    f"AND event_id = ANY ({_elements('$1', '->> 1')}) "
-    "AND (visitor, event_id) IN "
+    f"WHERE visitor = ANY ({_elements('$1', '->> 0')}) AND (visitor, event_id) IN "
     "(SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)), "
     "new AS ("
     f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) "
@@ -140,19 +139,26 @@ INSERT_CONVERSIONS = Statement(
 
 # A visitor's rollup state changes under the lock on their exposure row,
 # rows locked in key order (see abconv.store.rollups). Pairs: JSON [[e, v], ...].
+# For a request's few pairs, arrays an index searches; for a batch's many, a
+# join (``= ANY`` compares each row of a scan with each element of the array).
 _PAIRS = (
-    f"experiment = ANY ({_elements('$1', '->> 0')}) "
-    f"AND visitor = ANY ({_elements('$1', '->> 1')}) "
-    "AND (experiment, visitor) IN "
-    "(SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)"
+    "(experiment, visitor) IN (SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)"
 )
 LOCK_VISITORS = Statement(
+    f"SELECT id FROM exposure WHERE visitor = ANY ({_elements('$1', '->> 1')}) AND {_PAIRS} "
+    "ORDER BY experiment, visitor FOR UPDATE"
+)
+LOCK_MANY_VISITORS = Statement(
     f"SELECT id FROM exposure WHERE {_PAIRS} ORDER BY experiment, visitor FOR UPDATE"
 )
+_STATES = "SELECT experiment, visitor, goal, kind, first_at, last_at, total, events "
 SELECT_STATES = Statement(
-    "SELECT experiment, visitor, goal, kind, first_at, last_at, total, events "
-    f"FROM rollup_visitor_goal WHERE {_PAIRS}"
+    f"{_STATES} FROM rollup_visitor_goal WHERE experiment = ANY ({_elements('$1', '->> 0')}) "
+    f"AND visitor = ANY ({_elements('$1', '->> 1')}) AND {_PAIRS}"
 )
+SELECT_MANY_STATES = Statement(f"{_STATES} FROM rollup_visitor_goal WHERE {_PAIRS}")
+# Beyond this many pairs, the statements for many.
+FEW_PAIRS = 32
 
 
 def _primary_key(table: sa.Table) -> list[str]:
