@@ -55,16 +55,19 @@ CONVERSION_COLUMNS = (
 )  # fmt: skip
 
 
-def _elements(parameter: str, path: str = "") -> str:
-    """An array of the distinct texts of the elements of the JSON array
-    ``parameter`` (``path``: of each element's member, as ``->> 0``). Keys go
-    in as such arrays, compared with ``= ANY``: an index finds the rows,
-    whatever the planner thinks of a JSON function's rows (a join with one
-    may scan the whole table). Distinct: an index probes each combination of
-    the values of its columns' arrays."""
-    element = f"e {path}" if path else "e"
-    function = "json_array_elements" if path else "json_array_elements_text"
-    return f"ARRAY(SELECT DISTINCT {element} FROM {function}({parameter}::json) AS e)"
+def _elements(parameter: str) -> str:
+    """An array of the distinct texts of the JSON array ``parameter``'s elements."""
+    return f"ARRAY(SELECT DISTINCT e FROM json_array_elements_text({parameter}::json) AS e)"
+
+
+def _each(keys: str, table: str, columns: str, match: str, locking: str = "OFFSET 0") -> str:
+    """``columns`` of the rows of ``table`` that ``match`` each of ``keys`` (a
+    subquery of distinct keys, named k), found by an index whatever the
+    planner knows of the tables: a LATERAL subquery it may not flatten (OFFSET
+    0, or a locking clause) is searched once per key. A join could be planned
+    as a scan of the whole table, and ``= ANY`` over a scan compares every
+    row with every key."""
+    return f"{keys} k, LATERAL (SELECT {columns} FROM {table} WHERE {match} {locking}) x"
 
 
 SELECT_EXPOSURES = Statement(
@@ -72,8 +75,13 @@ SELECT_EXPOSURES = Statement(
 )
 # Visitors as a JSON array of strings (a batch's: many, so a join).
 SELECT_EXPOSURES_OF_MANY = Statement(
-    "SELECT visitor, experiment, variant, created_at, phase FROM exposure "
-    "WHERE visitor IN (SELECT json_array_elements_text($1::json))"
+    "SELECT x.* FROM "
+    + _each(
+        "(SELECT DISTINCT visitor FROM json_array_elements_text($1::json) AS visitor)",
+        "exposure",
+        "visitor, experiment, variant, created_at, phase",
+        "exposure.visitor = k.visitor",
+    )
 )
 
 # New exposures (a JSON array of rows in key order) and the rollup of their
@@ -101,10 +109,13 @@ INSERT_EXPOSURES = Statement(_INSERT_EXPOSURES + "SELECT visitor, experiment FRO
 INSERT_EXPOSURES_SEEN = Statement(
     _INSERT_EXPOSURES
     + "SELECT true, visitor, experiment, variant, created_at, phase FROM new UNION ALL "
-    "SELECT false, visitor, experiment, variant, created_at, phase FROM exposure "
-    # An array, not a join: the index on (visitor, experiment) finds them
-    # whatever the planner thinks of the CTE's rows.
-    "WHERE visitor = ANY (ARRAY(SELECT DISTINCT visitor FROM asked))"
+    "SELECT false, x.* FROM "
+    + _each(
+        "(SELECT DISTINCT visitor FROM asked)",
+        "exposure",
+        "visitor, experiment, variant, created_at, phase",
+        "exposure.visitor = k.visitor",
+    )
 )
 
 # A visitor's conversions with one event id (an earlier use of it).
@@ -119,10 +130,15 @@ SELECT_EVENT = Statement(
 #   array of rows) stored now;
 # - 2: the recorded caps of the experiments in $3 (a JSON array).
 INSERT_CONVERSIONS = Statement(
-    "WITH earlier AS ("
-    f"SELECT {', '.join(CONVERSION_COLUMNS)} FROM conversion "
-    f"WHERE visitor = ANY ({_elements('$1', '->> 0')}) AND (visitor, event_id) IN "
-    "(SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)), "
+    "WITH earlier AS (SELECT x.* FROM "
+    + _each(
+        "(SELECT DISTINCT e ->> 0 AS visitor, e ->> 1 AS event_id "
+        "FROM json_array_elements($1::json) AS e)",
+        "conversion",
+        ", ".join(CONVERSION_COLUMNS),
+        "conversion.visitor = k.visitor AND conversion.event_id = k.event_id",
+    )
+    + "), "
     "new AS ("
     f"INSERT INTO conversion ({', '.join(CONVERSION_COLUMNS)}) "
     f"SELECT {', '.join('r.' + name for name in CONVERSION_COLUMNS)} "
@@ -139,26 +155,26 @@ INSERT_CONVERSIONS = Statement(
 
 # A visitor's rollup state changes under the lock on their exposure row,
 # rows locked in key order (see abconv.store.rollups). Pairs: JSON [[e, v], ...].
-# For a request's few pairs, arrays an index searches; for a batch's many, a
-# join (``= ANY`` compares each row of a scan with each element of the array).
+# Pairs: JSON [[experiment, visitor], ...], in key order.
 _PAIRS = (
-    "(experiment, visitor) IN (SELECT e ->> 0, e ->> 1 FROM json_array_elements($1::json) AS e)"
+    "(SELECT DISTINCT e ->> 0 AS experiment, e ->> 1 AS visitor "
+    "FROM json_array_elements($1::json) AS e ORDER BY experiment, visitor)"
 )
+_MATCH = "{table}.experiment = k.experiment AND {table}.visitor = k.visitor"
+# Locked one pair after the other, in key order (the order of the pairs).
 LOCK_VISITORS = Statement(
-    f"SELECT id FROM exposure WHERE visitor = ANY ({_elements('$1', '->> 1')}) AND {_PAIRS} "
-    "ORDER BY experiment, visitor FOR UPDATE"
+    "SELECT x.id FROM "
+    + _each(_PAIRS, "exposure", "id", _MATCH.format(table="exposure"), "FOR UPDATE")
 )
-LOCK_MANY_VISITORS = Statement(
-    f"SELECT id FROM exposure WHERE {_PAIRS} ORDER BY experiment, visitor FOR UPDATE"
-)
-_STATES = "SELECT experiment, visitor, goal, kind, first_at, last_at, total, events "
 SELECT_STATES = Statement(
-    f"{_STATES} FROM rollup_visitor_goal WHERE experiment = ANY ({_elements('$1', '->> 0')}) "
-    f"AND visitor = ANY ({_elements('$1', '->> 1')}) AND {_PAIRS}"
+    "SELECT x.* FROM "
+    + _each(
+        _PAIRS,
+        "rollup_visitor_goal",
+        "experiment, visitor, goal, kind, first_at, last_at, total, events",
+        _MATCH.format(table="rollup_visitor_goal"),
+    )
 )
-SELECT_MANY_STATES = Statement(f"{_STATES} FROM rollup_visitor_goal WHERE {_PAIRS}")
-# Beyond this many pairs, the statements for many.
-FEW_PAIRS = 32
 
 
 def _primary_key(table: sa.Table) -> list[str]:

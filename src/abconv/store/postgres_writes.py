@@ -14,14 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from abconv.store.postgres import (
-    FEW_PAIRS,
     INSERT_CONVERSIONS,
     INSERT_EXPOSURES,
     INSERT_EXPOSURES_SEEN,
-    LOCK_MANY_VISITORS,
     LOCK_VISITORS,
     SELECT_EXPOSURES_OF_MANY,
-    SELECT_MANY_STATES,
     SELECT_STATES,
     UPSERT_ROLLUPS,
     Pipeline,
@@ -153,17 +150,15 @@ def insert_conversions(
         first.append(row.event_id is None or key not in seen)
         seen.add(key)
     sent = [row.__dict__ for row, is_first in zip(rows, first, strict=True) if is_first]
-    keys = sorted({(row.experiment, row.visitor) for row in rows})
-    few = len(keys) <= FEW_PAIRS
-    pairs = as_json(keys)
+    pairs = as_json(sorted({(row.experiment, row.visitor) for row in rows}))
     inserted = pipeline.send(
         INSERT_CONVERSIONS,
         as_json(events),
         as_json(sent),
         as_json(sorted({row.experiment for row in rows})),
     )
-    pipeline.send(LOCK_VISITORS if few else LOCK_MANY_VISITORS, pairs)
-    states = pipeline.send(SELECT_STATES if few else SELECT_MANY_STATES, pairs)
+    pipeline.send(LOCK_VISITORS, pairs)
+    states = pipeline.send(SELECT_STATES, pairs)
     earlier: dict[tuple[str, str | None], list[NewConversion]] = {}
     stored: set[tuple[str, str | None, str]] = set()
     caps: dict[tuple[str, str], float] = {}
