@@ -222,3 +222,16 @@ def test_workers_racing_for_a_new_visitor_all_answer_the_stored_variant(pg_store
     with pg_store.engine.connect() as conn:
         total = conn.execute(sa.text("SELECT sum(visitors) FROM rollup_exposure")).scalar_one()
     assert total == 8
+
+
+def test_text_beyond_ascii_goes_and_comes_back_unchanged(pg_store: Store) -> None:
+    visitor = "visiteur-é-✓"
+    assert pg_store.record_exposures_counted(visitor, {"shop": "a"}) == ({"shop": "a"}, 1)
+    other = Store(pg_store.url)  # reads from the database, not from the cache
+    try:
+        assert other.exposures_of(visitor, ["shop"])["shop"].variant == "a"
+        assert other.convert(visitor, "é1", [conversion(visitor, "é1")]) == ([], [True])
+        earlier, _ = other.convert(visitor, "é1", [conversion(visitor, "é1")])
+        assert [(row.visitor, row.event_id) for row in earlier] == [(visitor, "é1")]
+    finally:
+        other.dispose()

@@ -1,15 +1,17 @@
 """PostgreSQL's hot path: the statements of ``/api/assign``, ``/api/convert`` and
-``/api/events`` run on the psycopg connection under SQLAlchemy's pool.
+``/api/events``, on the libpq connection under a pooled psycopg connection.
 
-Only :mod:`abconv.store` imports this. SQLAlchemy's execution machinery, and
-psycopg's dumping of one array per column, cost several times what these
-few statements cost PostgreSQL. Here each statement is prepared on first
-use, rows travel as one JSON parameter (``json_populate_recordset`` types
-them by the table's own columns), and a transaction's statements are sent
-in pipeline mode: one round trip for those that need no earlier answer.
-The connection still comes from the pool (its idle ping included), and
-psycopg's errors are raised as SQLAlchemy's, which the web layer answers
-with 503 like any other database failure.
+Only :mod:`abconv.store` imports this. SQLAlchemy's execution machinery and
+psycopg's cursors and array dumping cost several times what these few
+statements cost PostgreSQL. Here each statement is prepared once per
+connection; rows travel as one JSON parameter (``json_populate_recordset``
+types them by the table's own columns; ``ensure_ascii`` makes it the same
+bytes in any client encoding); a transaction's statements go in libpq's
+pipeline mode, one round trip for all that need no earlier answer, and
+PostgreSQL commits them at the pipeline's Sync. The connection still comes
+from SQLAlchemy's pool (its idle ping included), and psycopg's errors are
+raised as SQLAlchemy's, which the web layer answers with 503 like any other
+database failure.
 """
 
 from __future__ import annotations
@@ -280,6 +282,7 @@ class Pipeline:
         self.autocommit = autocommit
         self.trace = trace
         self.transformer = Transformer(conn)
+        self.encoding = conn.info.encoding
         self._unread: list[int | None] = []  # per command sent: its handle, None for a Parse
         self._answers: dict[int, Rows] = {}
         self._sent = 0
@@ -296,7 +299,7 @@ class Pipeline:
             self.prepared.add(statement.name)  # a failure closes the connection
             self._unread.append(None)
         pgconn.send_query_prepared(
-            statement.name, [None if p is None else p.encode() for p in parameters]
+            statement.name, [None if p is None else p.encode(self.encoding) for p in parameters]
         )
         self._sent += 1
         self._unread.append(self._sent)
@@ -346,7 +349,7 @@ class Pipeline:
                     self.transformer.set_pgresult(result)
                     answer = self.transformer.load_rows(0, result.ntuples, tuple)
                 elif status == pq.ExecStatus.FATAL_ERROR:
-                    raise psycopg.errors.error_from_result(result, self.conn.info.encoding)
+                    raise psycopg.errors.error_from_result(result, self.encoding)
                 elif status == pq.ExecStatus.PIPELINE_ABORTED:
                     raise psycopg.errors.PipelineAborted("pipeline aborted")
             if handle is not None:
