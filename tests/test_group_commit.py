@@ -221,13 +221,13 @@ def test_many_threads_lose_nothing_and_double_nothing(store: Store) -> None:
 
 def group_write(store: Store, kind: str) -> Any:
     """The write function ``store`` groups for ``kind``, as record_* pass it."""
-    events = store.events
-    hot = events._hot_writes is not None
+    hot = store.events._hot_writes is not None
     from abconv.store import events as module
+    from abconv.store import postgres_writes
 
     if kind == "exposures":
-        return module._exposures_hot if hot else events._exposures_written
-    return module._conversions_hot if hot else events._conversions_written
+        return module._exposures_hot if hot else postgres_writes.exposures_written
+    return module._conversions_hot if hot else postgres_writes.conversions_written
 
 
 class _Deadlock(Exception):

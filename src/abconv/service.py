@@ -164,7 +164,12 @@ def _enrol(
     ]
     if not candidates:
         return {}, {}
-    stored = store.exposures_of(visitor, candidates)
+    stored = store.known_exposures(visitor, candidates)
+    if stored is None:
+        # Insert first where that is cheaper: the insert keeps the stored rows
+        # and answers with them. A candidate that is not recorded needs the read.
+        inserting = store.inserts_first and all(decisions[key].record for key in candidates)
+        stored = {} if inserting else store.exposures_of(visitor, candidates)
     to_record = {
         key: decisions[key].variant.key
         for key in candidates
@@ -173,9 +178,10 @@ def _enrol(
     by_key = {e.key: e for e in experiments}
     in_phase = {key: services.phases.of(by_key[key]) for key in to_record}
     variant_keys = {key: exposure.variant for key, exposure in stored.items()}
-    variant_keys.update(store.record_exposures(visitor, to_record, phases=in_phase))
-    if to_record:
-        services.exposures_recorded(len(to_record))
+    recorded, new = store.record_exposures_counted(visitor, to_record, phases=in_phase)
+    variant_keys.update(recorded)
+    if new:
+        services.exposures_recorded(new)
     enrolled, dropped = {}, {}
     for key, variant_key in variant_keys.items():
         variant = by_key[key].variant(variant_key)
@@ -262,33 +268,42 @@ def convert_visitor(services: Services, event: EventInput) -> dict[str, Any]:
     before it and that counts this goal. A visitor's repeated ``event_id`` changes
     nothing; another visitor's use of the same id is another event."""
     candidates = _experiments_counting(services, event)
-    if event.event_id is not None:
-        earlier = services.store.conversions_with_event(event.visitor, event.event_id)
-        if earlier:
-            return _conversion_reply(event, earlier, duplicate=True)
     exposures = services.store.exposures_of(event.visitor, [e.key for e in candidates])
     rows = _credited(
         event, candidates, {(event.visitor, key): e for key, e in exposures.items()}, utcnow()
     )
-    inserted = services.store.record_conversions(rows)
+    earlier, inserted = services.store.convert(event.visitor, event.event_id, rows)
+    if earlier:
+        return _conversion_reply(event, earlier, duplicate=True)
     recorded = [row for row, new in zip(rows, inserted, strict=True) if new]
     return _conversion_reply(event, recorded, duplicate=bool(rows) and not recorded)
 
 
 def _experiments_counting(
-    services: Services, event: EventInput, field: str = "value"
+    services: Services,
+    event: EventInput,
+    field: str = "value",
+    known: dict[tuple[str | None, str], tuple[list[Experiment], list[Experiment]]] | None = None,
 ) -> list[Experiment]:
     """Running experiments that count ``event.goal``; the goal must exist somewhere,
-    and the value suit it (judged by the running ones, or all when none runs)."""
-    if event.experiment is not None:
-        pool = [services.experiment(event.experiment)]
-    else:
-        pool = list(services.experiments.all().values())
-    defining = [e for e in pool if e.goal(event.goal)]
-    if not defining:
-        where = f"experiment {event.experiment!r}" if event.experiment else "any experiment"
-        raise AbconvError("unknown_goal", f"goal {event.goal!r} is not defined in {where}")
-    counting = [e for e in defining if e.status is Status.RUNNING]
+    and the value suit it (judged by the running ones, or all when none runs).
+    ``known``: the experiments found for earlier events of a batch, by
+    (experiment, goal), reused rather than looked for again."""
+    key = (event.experiment, event.goal)
+    found = None if known is None else known.get(key)
+    if found is None:
+        if event.experiment is not None:
+            pool = [services.experiment(event.experiment)]
+        else:
+            pool = list(services.experiments.all().values())
+        defining = [e for e in pool if e.goal(event.goal)]
+        if not defining:
+            where = f"experiment {event.experiment!r}" if event.experiment else "any experiment"
+            raise AbconvError("unknown_goal", f"goal {event.goal!r} is not defined in {where}")
+        found = (defining, [e for e in defining if e.status is Status.RUNNING])
+        if known is not None:
+            known[key] = found
+    defining, counting = found
     check_goal_value(event, counting or defining, field)
     return counting
 
@@ -366,9 +381,10 @@ def ingest_events(services: Services, body: Any) -> dict[str, Any]:
     exposures: list[dict[str, Any]] = []
     conversions: list[tuple[EventInput, list[Experiment]]] = []  # with the experiments counting it
     problems: list[str] = []
+    known: dict[tuple[str | None, str], tuple[list[Experiment], list[Experiment]]] = {}
     for index, event in enumerate(events):
         try:
-            _parse_event(services, event, f"events[{index}].", exposures, conversions)
+            _parse_event(services, event, f"events[{index}].", exposures, conversions, known)
         except AbconvError as error:
             problems.append(error.message)
     if problems:
@@ -405,13 +421,14 @@ def _parse_event(
     prefix: str,
     exposures: list[dict[str, Any]],
     conversions: list[tuple[EventInput, list[Experiment]]],
+    known: dict[tuple[str | None, str], tuple[list[Experiment], list[Experiment]]],
 ) -> None:
     require_object(event, prefix.rstrip("."))
     kind = event.get("type")
     if kind == "conversion":
         conversion = conversion_input(event, prefix)
         # Also checks the goal and the value; kept so that storing need not look again.
-        counting = _experiments_counting(services, conversion, prefix + "value")
+        counting = _experiments_counting(services, conversion, prefix + "value", known)
         conversions.append((conversion, counting))
     elif kind == "exposure":
         exposures.extend(_exposure_row(services, event, prefix))

@@ -13,6 +13,8 @@ Nothing outside this package touches SQL; everything else talks to :class:`Store
 ``phases``          the phases of experiments: their numbers, starts and definitions
 ``excluded``        counters of the requests served without being recorded
 ``sqlite``          SQLite specifics: pragmas, writers' file lock, the hot path
+``postgres``        PostgreSQL's hot path: prepared statements in libpq's pipeline
+``postgres_writes`` the writes PostgreSQL's hot path groups into one transaction
 ``exposure_cache``  the per-worker cache of recorded exposures
 ``outage``          failing fast while the database hangs
 """

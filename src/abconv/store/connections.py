@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from abconv.store import schema
 from abconv.store.outage import DatabaseHanging, HangGuard
+from abconv.store.postgres import PostgresHotPath
 from abconv.store.sqlite import (
     SqliteHotPath,
     SqliteWriterLock,
@@ -50,6 +51,9 @@ class Database:
         )
         self.writer_lock: SqliteWriterLock | None = None
         self.hot: SqliteHotPath | None = None
+        # PostgreSQL's hot path: the statements of the public write routes on
+        # the pool's psycopg connections (see abconv.store.postgres).
+        self.postgres = None if self.is_sqlite else PostgresHotPath(self.engine)
         if self.is_sqlite:
             database = database_path(self.url)
             self.writer_lock = SqliteWriterLock(database)
@@ -219,6 +223,10 @@ def _create_engine(url: str) -> Engine:
             "keepalives_interval": 1,
             "keepalives_count": 2,
             "tcp_user_timeout": 2500,
+            # psycopg never prepares statements itself: it deallocates all of a
+            # session's prepared statements (the hot path's too) after a
+            # ROLLBACK or a DROP on a connection where it prepared some.
+            "prepare_threshold": None,
         },
     )
     sa.event.listen(engine, "checkin", _idle_from)

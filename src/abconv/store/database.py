@@ -92,11 +92,35 @@ class Store:
     ) -> dict[str, str]:
         return self.events.record_exposures(visitor, variants, at, phases)
 
+    def record_exposures_counted(
+        self,
+        visitor: str,
+        variants: dict[str, str],
+        phases: Mapping[str, int] | None = None,
+    ) -> tuple[dict[str, str], int]:
+        """:meth:`record_exposures`, and how many rows were new."""
+        return self.events.record_exposures_counted(visitor, variants, None, phases)
+
+    @property
+    def inserts_first(self) -> bool:
+        """See :attr:`abconv.store.events.Events.inserts_first`."""
+        return self.events.inserts_first
+
+    def known_exposures(
+        self, visitor: str, experiments: Sequence[str]
+    ) -> dict[str, StoredExposure] | None:
+        return self.events.known_exposures(visitor, experiments)
+
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         return self.events.insert_exposures(conn, rows)
 
     def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
         return self.events.conversions_with_event(visitor, event_id)
+
+    def convert(
+        self, visitor: str, event_id: str | None, rows: Sequence[NewConversion]
+    ) -> tuple[list[NewConversion], list[bool]]:
+        return self.events.convert(visitor, event_id, rows)
 
     def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
         return self.events.insert_conversions(conn, rows)

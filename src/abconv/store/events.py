@@ -19,17 +19,19 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from abconv.store import sqlite_writes
+from abconv.store import postgres_writes, sqlite_writes
 from abconv.store.connections import Database, as_database_error, utcnow
 from abconv.store.exposure_cache import ExposureCache
 from abconv.store.group_commit import GroupCommit
+from abconv.store.postgres import SELECT_EVENT as SELECT_EVENT_POSTGRES
+from abconv.store.postgres import SELECT_EXPOSURES as SELECT_EXPOSURES_POSTGRES
+from abconv.store.postgres import Pipeline
 from abconv.store.rollups import Rollups
 from abconv.store.sqlite import SELECT_EVENT
 from abconv.store.tables import (
     CONVERSION,
     CONVERSION_KEY,
     EXPOSURE,
-    ROLLUP_EXPOSURE,
     NewConversion,
     StoredExposure,
 )
@@ -37,9 +39,6 @@ from abconv.store.tables import (
 _CONVERSION_COLUMNS = (
     "experiment", "variant", "visitor", "goal", "kind", "value", "event_id", "created_at", "phase",
 )  # fmt: skip
-
-
-EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at", "phase")
 
 
 _INSERT_CONVERSIONS_POSTGRES = sa.text(
@@ -59,14 +58,14 @@ class Events:
         self.rollups = rollups
         self.exposure_cache = ExposureCache()
         # Writes share transactions (abconv.store.group_commit): SQLite's hot
-        # path, or SQLAlchemy on PostgreSQL. An in-memory SQLite database is
-        # one per thread, so its writes run on their own thread, alone.
+        # path, or PostgreSQL's (abconv.store.postgres). An in-memory SQLite
+        # database is one per thread, so its writes run on their own thread, alone.
         self._hot_writes: GroupCommit[sqlite3.Connection] | None = None
-        self._writes: GroupCommit[Connection] | None = None
+        self._writes: GroupCommit[Pipeline] | None = None
         if database.hot is not None:
             self._hot_writes = GroupCommit(self._hot_transaction)
-        elif not database.is_sqlite:
-            self._writes = GroupCommit(database.writing, database.autocommit)
+        elif database.postgres is not None:
+            self._writes = GroupCommit(self._postgres_transaction, self._postgres_autocommit)
         insert = database.insert
         # Built once: constructing statements per request costs more than running them.
         self._select_exposures = sa.select(
@@ -94,38 +93,6 @@ class Events:
             EXPOSURE.c.visitor
             == sa.any_(sa.bindparam("visitors", type_=postgresql.ARRAY(sa.String)))
         )
-        # PostgreSQL: the exposures of a group of requests and their rollup in
-        # one statement, the rows as arrays. Rows and rollup rows go in key
-        # order, so that two workers' transactions lock them in one order.
-        arrays = (
-            sa.func.unnest(
-                *(sa.bindparam(name, type_=postgresql.ARRAY(EXPOSURE.c[name].type))
-                  for name in EXPOSURE_COLUMNS)
-            )
-            .table_valued(*EXPOSURE_COLUMNS)
-            .render_derived()
-        )  # fmt: skip
-        new = (
-            insert(EXPOSURE)
-            .from_select(list(EXPOSURE_COLUMNS), sa.select(*arrays.c))
-            .on_conflict_do_nothing(index_elements=["visitor", "experiment"])
-            .returning(*(EXPOSURE.c[name] for name in EXPOSURE_COLUMNS))
-            .cte("new")
-        )
-        day = sa.cast(new.c.created_at, sa.Date)
-        counted = insert(ROLLUP_EXPOSURE).from_select(
-            ["experiment", "variant", "phase", "day", "visitors"],
-            sa.select(new.c.experiment, new.c.variant, new.c.phase, day, sa.func.count())
-            .group_by(new.c.experiment, new.c.variant, new.c.phase, day)
-            .order_by(new.c.experiment, new.c.variant, new.c.phase, day),
-        )
-        counted = counted.on_conflict_do_update(
-            index_elements=["experiment", "variant", "phase", "day"],
-            set_={"visitors": ROLLUP_EXPOSURE.c.visitors + counted.excluded.visitors},
-        )
-        self._insert_many_exposures = sa.select(new.c.visitor, new.c.experiment).add_cte(
-            counted.cte("counted")
-        )
         self._insert_conversion = (
             insert(CONVERSION)
             .on_conflict_do_nothing(index_elements=list(CONVERSION_KEY))
@@ -137,6 +104,18 @@ class Events:
         assert self.database.hot is not None  # only made with a hot path
         with self.database.using(), as_database_error(), self.database.hot.transaction() as c:
             yield c
+
+    @contextmanager
+    def _postgres_transaction(self) -> Iterator[Pipeline]:
+        assert self.database.postgres is not None  # only made with it
+        with self.database.using(), self.database.postgres.pipeline() as pipeline:
+            yield pipeline
+
+    @contextmanager
+    def _postgres_autocommit(self) -> Iterator[Pipeline]:
+        assert self.database.postgres is not None  # only made with it
+        with self.database.using(), self.database.postgres.pipeline(autocommit=True) as pipeline:
+            yield pipeline
 
     # -- exposures ---------------------------------------------------------
 
@@ -150,10 +129,13 @@ class Events:
         cached = self.exposure_cache.get(visitor, experiments)
         if cached is not None:
             return cached
-        hot = self.database.hot
+        hot, postgres = self.database.hot, self.database.postgres
         if hot is not None:
             with self.database.using(), as_database_error():
                 rows: Sequence[Any] = hot.exposures_of(visitor)
+        elif postgres is not None:
+            with self.database.using():
+                rows = postgres.rows(SELECT_EXPOSURES_POSTGRES, visitor)
         else:
             with self.database.autocommit() as conn:
                 rows = conn.execute(self._select_exposures, {"visitor": visitor}).all()
@@ -191,8 +173,18 @@ class Events:
         An exposure recorded earlier, by this or another worker, wins: the
         returned mapping holds the stored variant for every experiment asked.
         """
+        return self.record_exposures_counted(visitor, variants, at, phases)[0]
+
+    def record_exposures_counted(
+        self,
+        visitor: str,
+        variants: dict[str, str],
+        at: datetime | None = None,
+        phases: Mapping[str, int] | None = None,
+    ) -> tuple[dict[str, str], int]:
+        """:meth:`record_exposures`, and how many of the rows were new."""
         if not variants:
-            return {}
+            return {}, 0
         at = at or utcnow()
         phases = phases or {}
         rows: list[dict[str, Any]] = [
@@ -208,7 +200,7 @@ class Events:
         if self._hot_writes is not None:
             inserted = self._hot_writes.run(_exposures_hot, rows)
         elif self._writes is not None:
-            inserted = self._writes.run(self._exposures_written, rows, one_statement=True)
+            return self._recorded_postgres(visitor, variants, rows)
         else:
             with self.database.writing() as conn:
                 inserted = self.insert_exposures(conn, rows)
@@ -220,29 +212,45 @@ class Events:
                     for key, row in zip(variants, rows, strict=True)
                 ],  # fmt: skip
             )
-            return dict(variants)
+            return dict(variants), inserted
         stored = self.exposures_of(visitor, list(variants))
-        return {key: stored[key].variant for key in variants if key in stored}
+        return {key: stored[key].variant for key in variants if key in stored}, inserted
 
-    def _exposures_written(
-        self, conn: Connection, payloads: list[list[dict[str, Any]]]
-    ) -> list[int]:
-        """PostgreSQL: several requests' exposures in one statement; how many of
-        each request's rows were new (a row two requests share counts for the first)."""
-        first: dict[tuple[str, str], int] = {}  # (experiment, visitor) -> its payload
-        for number, rows in enumerate(payloads):
-            for row in rows:
-                first.setdefault((row["experiment"], row["visitor"]), number)
-        sent = sorted(
-            (row for number, rows in enumerate(payloads) for row in rows
-             if first[(row["experiment"], row["visitor"])] == number),
-            key=lambda row: (row["experiment"], row["visitor"]),
-        )  # fmt: skip
-        arrays = {name: [row[name] for row in sent] for name in EXPOSURE_COLUMNS}
-        counts = [0] * len(payloads)
-        for visitor, experiment in conn.execute(self._insert_many_exposures, arrays):
-            counts[first[(experiment, visitor)]] += 1
-        return counts
+    def _recorded_postgres(
+        self, visitor: str, variants: dict[str, str], rows: list[dict[str, Any]]
+    ) -> tuple[dict[str, str], int]:
+        """:meth:`record_exposures_counted` on PostgreSQL: the insert answers with
+        the visitor's earlier exposures too, so that a read is needed only when
+        another transaction stored one of the rows meanwhile."""
+        assert self._writes is not None  # PostgreSQL's group commit
+        inserted, before = self._writes.run(
+            postgres_writes.exposures_recorded, rows, one_statement=True
+        )
+        stored = {exposure.experiment: exposure for exposure in before}
+        new = [row for row in rows if row["experiment"] not in stored]
+        if len(new) != inserted:  # a concurrent writer's row, not in the snapshot
+            self.exposure_cache.put(visitor, before)
+            found = self.exposures_of(visitor, list(variants))
+            return {key: found[key].variant for key in variants if key in found}, inserted
+        for row in new:
+            stored[row["experiment"]] = StoredExposure(
+                row["experiment"], row["variant"], row["created_at"], row["phase"]
+            )
+        self.exposure_cache.put(visitor, stored.values())
+        return {key: stored[key].variant for key in variants if key in stored}, inserted
+
+    @property
+    def inserts_first(self) -> bool:
+        """Whether a new visitor's exposures are better inserted at once, their
+        stored ones read only when some insert finds a row (PostgreSQL: an insert
+        costs no more than a read; on SQLite it takes the writers' lock)."""
+        return self._writes is not None
+
+    def known_exposures(
+        self, visitor: str, experiments: Sequence[str]
+    ) -> dict[str, StoredExposure] | None:
+        """:meth:`exposures_of` from this process's cache alone; None unless it knows all."""
+        return self.exposure_cache.get(visitor, experiments)
 
     def insert_exposures(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert exposure rows inside a write transaction; return how many were new."""
@@ -257,7 +265,7 @@ class Events:
     def conversions_with_event(self, visitor: str, event_id: str) -> list[NewConversion]:
         """The conversions ``visitor`` recorded with ``event_id``: never another
         visitor's, whose event ids are theirs."""
-        hot = self.database.hot
+        hot, postgres = self.database.hot, self.database.postgres
         if hot is not None:
             with self.database.using(), as_database_error():
                 found = hot.read(SELECT_EVENT, (visitor, event_id))
@@ -267,9 +275,31 @@ class Events:
                 )
                 for e, v, who, goal, kind, value, event, at, phase in found
             ]
+        if postgres is not None:
+            with self.database.using():
+                return [
+                    NewConversion(*row)
+                    for row in postgres.rows(SELECT_EVENT_POSTGRES, visitor, event_id)
+                ]
         with self.database.autocommit() as conn:
             rows = conn.execute(self._select_event, {"visitor": visitor, "event_id": event_id})
             return [NewConversion(*row) for row in rows.all()]
+
+    def convert(
+        self, visitor: str, event_id: str | None, rows: Sequence[NewConversion]
+    ) -> tuple[list[NewConversion], list[bool]]:
+        """A conversion event of ``visitor``: the rows recorded earlier with its
+        ``event_id``, if any (then nothing is written: a repeated event); else
+        none, and ``rows`` stored with their rollups, True where a row was new.
+
+        On PostgreSQL the look-up goes in the transaction that stores the rows,
+        in the same round trip."""
+        if self._writes is None or not rows:
+            earlier = [] if event_id is None else self.conversions_with_event(visitor, event_id)
+            if earlier or not rows:
+                return earlier, [False] * len(rows)
+            return [], self.record_conversions(rows)
+        return self._writes.run(postgres_writes.converted, (list(rows), event_id is not None))
 
     def insert_conversions(self, conn: Connection, rows: Iterable[NewConversion]) -> list[bool]:
         """Insert conversions inside a write transaction; True where a row was new.
@@ -322,7 +352,7 @@ class Events:
         if self._hot_writes is not None:
             return self._hot_writes.run(_ingested_hot, batch)
         if self._writes is not None:
-            return self._writes.run(self._ingested, batch)
+            return self._writes.run(postgres_writes.ingested, batch)
         with self.database.writing() as conn:
             return self._ingested(conn, [batch])[0]
 
@@ -343,28 +373,9 @@ class Events:
         if self._hot_writes is not None:
             return self._hot_writes.run(_conversions_hot, list(rows))
         if self._writes is not None:
-            return self._writes.run(self._conversions_written, list(rows))
+            return self._writes.run(postgres_writes.conversions_written, list(rows))
         with self.database.writing() as conn:
             return self.insert_conversions(conn, rows)
-
-    def _conversions_written(
-        self, conn: Connection, payloads: list[list[NewConversion]]
-    ) -> list[list[bool]]:
-        """Several requests' conversions as one batch (one statement per table on
-        PostgreSQL), inside a shared transaction. As within a request, the first
-        of two rows with one (visitor, event_id, experiment) is the one stored."""
-        rows = _joined(payloads)
-        # In key order (stable: the first of two alike stays first), so that two
-        # workers' transactions holding one event each wait in one order.
-        order = sorted(
-            range(len(rows)),
-            key=lambda i: (rows[i].visitor, rows[i].event_id or "", rows[i].experiment),
-        )
-        stored = self.insert_conversions(conn, [rows[i] for i in order])
-        new = [False] * len(rows)
-        for position, i in enumerate(order):
-            new[i] = stored[position]
-        return _split(new, payloads)
 
 
 _Batch = tuple[
