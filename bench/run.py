@@ -466,8 +466,8 @@ def markdown(report: dict[str, Any]) -> str:
     names = [db["database"] for db in report["databases"]]
     by_db = {db["database"]: db["routes"] for db in report["databases"]}
     head = "| route (target SQLite / PostgreSQL) |"
-    head += "".join(f" {n} | ratio | p99 ms (× bare) |" for n in names)
-    lines = [head, "|---|" + "---|---|---|" * len(names)]
+    head += "".join(f" {n} | ratio | p99 ms (× bare) | CPU µs |" for n in names)
+    lines = [head, "|---|" + "---|---|---|---|" * len(names)]
     for route in ROUTES:
         if route == "bare":
             label = "bare Flask route, req/s"
@@ -478,15 +478,17 @@ def markdown(report: dict[str, Any]) -> str:
         cells = []
         for name in names:
             e = by_db[name][route]
+            cpu = f" {e['cpu_us']:,.0f} |" if "cpu_us" in e else " |"
             if route == "batch":
                 cells.append(
                     f" {e['events_per_s']:,.0f} | | {e['p99_ms']:.0f} ({e['p99_ratio']:.1f}×) |"
+                    + cpu
                 )
             elif route == "bare":
-                cells.append(f" {e['rps']:,.0f} | 1 | {e['p99_ms']:.1f} |")
+                cells.append(f" {e['rps']:,.0f} | 1 | {e['p99_ms']:.1f} |" + cpu)
             else:
                 p99 = f"{e['p99_ms']:.0f} ({e['p99_ratio']:.1f}×)"
-                cells.append(f" {e['rps']:,.0f} | {e['ratio']:.2f}× | {p99} |")
+                cells.append(f" {e['rps']:,.0f} | {e['ratio']:.2f}× | {p99} |" + cpu)
         lines.append(f"| {label} |" + "".join(cells))
     return "\n".join(lines)
 
