@@ -63,6 +63,8 @@ REQUESTS: list[tuple[str, str, Any, dict[str, str]]] = [
     ("GET", "/lp/flow?utm_source=ads", None, {"Cookie": f"{VISITOR_COOKIE}=alice"}),
     ("GET", "/lp/flow", None, {"Cookie": f"{VISITOR_COOKIE}=not%20valid"}),
     ("GET", "/lp/flow?force=tour", None, {"Cookie": f"{VISITOR_COOKIE}=jan"}),
+    ("GET", "/lp/flow?%66orce=tour", None, {"Cookie": f"{VISITOR_COOKIE}=lee"}),
+    ("GET", "/lp/flow?force=", None, {"Cookie": f"{VISITOR_COOKIE}=mo"}),
     ("HEAD", "/lp/flow", None, {"Cookie": f"{VISITOR_COOKIE}=kim"}),
     ("GET", "/lp/draft", None, {}),
     ("GET", "/lp/shop", None, {}),

@@ -143,6 +143,9 @@ class FastLane:
     def _redirect(self, environ: WSGIEnvironment, key: str) -> Answer:
         """``landing.landing`` for a redirect experiment: the exposure is committed,
         then the variant's URL with the visitor's query string."""
+        query = _query(environ)
+        if query.get("force"):  # spelt with escapes: a preview, the landing route's
+            raise _Reroute()
         visitor = visitor_id(parse_cookie(environ).get(VISITOR_COOKIE, ""))
         reply = service.assign_visitor(
             self._services(), visitor, experiment_key=key,
@@ -154,7 +157,7 @@ class FastLane:
         )  # fmt: skip
         if variant is None:  # the file changed meanwhile: the landing route's 404 page
             raise _Reroute()
-        location = merged_url(variant.url or "/", _query(environ), drop={"force"})
+        location = merged_url(variant.url or "/", query, drop={"force"})
         link = escape(location)
         body = f'<!doctype html>\n<title>Redirecting</title>\n<a href="{link}">{link}</a>\n'
         secure = environ.get("wsgi.url_scheme") == "https"
