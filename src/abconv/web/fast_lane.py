@@ -103,6 +103,23 @@ class FastLane:
             return "landing.landing", lambda: self._redirect(environ, path[4:])
         return None
 
+    def _plain_redirect(self, key: str, environ: WSGIEnvironment) -> bool:
+        """Whether ``/lp/KEY`` is a redirect experiment's, served to a visitor
+        (no ``force``) to an ASCII URL; the rest is the landing route's, as is
+        any doubt (the registry failing to answer)."""
+        if not KEY.fullmatch(key) or "force=" in environ.get("QUERY_STRING", ""):
+            return False
+        try:
+            experiment = self._services().experiments.get(key)
+        except Exception:  # the landing route meets it again and answers it
+            return False
+        return (
+            experiment is not None
+            and experiment.kind is ExperimentKind.REDIRECT
+            and experiment.status is not Status.DRAFT
+            and all((v.url or "/").isascii() for v in experiment.variants)
+        )
+
     def _assign(self, environ: WSGIEnvironment) -> Answer:
         params = dict(_query(environ).items())
         reply = assign_reply(self._services(), params, environ.get("HTTP_USER_AGENT"))
@@ -126,19 +143,6 @@ class FastLane:
         if vary:
             headers.append(("Vary", "Origin"))
         return 200, headers + cors, body, reply
-
-    def _plain_redirect(self, key: str, environ: WSGIEnvironment) -> bool:
-        """Whether ``/lp/KEY`` is a redirect experiment's, served to a visitor
-        (no ``force``) to an ASCII URL; the rest is the landing route's."""
-        if not KEY.fullmatch(key) or "force=" in environ.get("QUERY_STRING", ""):
-            return False
-        experiment = self._services().experiments.get(key)
-        return (
-            experiment is not None
-            and experiment.kind is ExperimentKind.REDIRECT
-            and experiment.status is not Status.DRAFT
-            and all((v.url or "/").isascii() for v in experiment.variants)
-        )
 
     def _redirect(self, environ: WSGIEnvironment, key: str) -> Answer:
         """``landing.landing`` for a redirect experiment: the exposure is committed,
