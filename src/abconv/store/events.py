@@ -34,6 +34,9 @@ from abconv.store.tables import (
     EXPOSURE,
     NewConversion,
     StoredExposure,
+    first_of_each_event,
+    joined,
+    split,
 )
 
 _CONVERSION_COLUMNS = (
@@ -323,12 +326,7 @@ class Events:
         """PostgreSQL: a batch's conversions in one statement (arrays, ``unnest``)
         rather than a round trip each. As row by row, the first of a batch's rows
         with one (visitor, event_id, experiment) is the one that counts."""
-        seen: set[tuple[str, str | None, str]] = set()
-        first = []
-        for row in rows:
-            key = (row.visitor, row.event_id, row.experiment)
-            first.append(row.event_id is None or key not in seen)
-            seen.add(key)
+        first = first_of_each_event(rows)
         sent = [row for row, is_first in zip(rows, first, strict=True) if is_first]
         columns = {name: [getattr(row, name) for row in sent] for name in _CONVERSION_COLUMNS}
         stored = {tuple(r) for r in conn.execute(_INSERT_CONVERSIONS_POSTGRES, columns)}
@@ -386,19 +384,6 @@ _Batch = tuple[
 _Ingested = tuple[int, list[NewConversion], list[bool]]
 
 
-def _joined(payloads: list[list[NewConversion]]) -> list[NewConversion]:
-    return [row for rows in payloads for row in rows]
-
-
-def _split(new: list[bool], payloads: list[list[NewConversion]]) -> list[list[bool]]:
-    """``new`` (one flag per row of all ``payloads``) cut back into each payload's flags."""
-    answers, start = [], 0
-    for rows in payloads:
-        answers.append(new[start : start + len(rows)])
-        start += len(rows)
-    return answers
-
-
 def _exposures_hot(
     connection: sqlite3.Connection, payloads: list[list[dict[str, Any]]]
 ) -> list[int]:
@@ -408,7 +393,7 @@ def _exposures_hot(
 def _conversions_hot(
     connection: sqlite3.Connection, payloads: list[list[NewConversion]]
 ) -> list[list[bool]]:
-    return _split(_insert_conversions_hot(connection, _joined(payloads)), payloads)
+    return split(_insert_conversions_hot(connection, joined(payloads)), payloads)
 
 
 def _ingested_hot(connection: sqlite3.Connection, batches: list[_Batch]) -> list[_Ingested]:

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from abconv.store.tables import (
     CONVERSION_KEY,
+    GOAL_SUMS,
     ROLLUP_GOAL,
     ROLLUP_GOAL_DAY,
     ROLLUP_PAIR,
@@ -199,31 +200,27 @@ def _adding(table: sa.Table, *counters: str) -> dict[str, str]:
     return {n: f'{table.name}."{n}" + excluded."{n}"' for n in counters}
 
 
-_GOAL_SUMS = (
-    "converting", "events", "value_sum", "value_sum_squares", "value_sum_cubes", "capped_visitors",
-    "events_sum_squares", "value_events_sum",
+# What the upsert of each rollup table a conversion changes sets on a conflict
+# (here and in abconv.store.rollups' SQLAlchemy statement): a visitor's state
+# is replaced, counters are added to.
+UPSERT_SETS: tuple[tuple[sa.Table, dict[str, str]], ...] = (
+    (ROLLUP_VISITOR_GOAL,
+     {c.name: f'excluded."{c.name}"' for c in ROLLUP_VISITOR_GOAL.columns if not c.primary_key}),
+    (ROLLUP_GOAL, {
+        **_adding(ROLLUP_GOAL, *GOAL_SUMS),
+        "kind": "greatest(rollup_goal.kind, excluded.kind)",
+    }),
+    (ROLLUP_GOAL_DAY, _adding(ROLLUP_GOAL_DAY, "converting", "events")),
+    (ROLLUP_PAIR, _adding(ROLLUP_PAIR, "both", "then_after_first")),
 )  # fmt: skip
 
 # The rollup rows a batch of conversions changes (rollups.conversion_changes),
 # all four tables in one statement; a table without rows changes nothing.
 UPSERT_ROLLUPS = Statement(
     "WITH "
-    + ", ".join(
-        f"{table.name} AS ({_upsert(table, set_)})"
-        for table, set_ in (
-            (ROLLUP_VISITOR_GOAL,
-             {c.name: f'excluded."{c.name}"' for c in ROLLUP_VISITOR_GOAL.columns
-              if not c.primary_key}),
-            (ROLLUP_GOAL, {
-                **_adding(ROLLUP_GOAL, *_GOAL_SUMS),
-                "kind": "greatest(rollup_goal.kind, excluded.kind)",
-            }),
-            (ROLLUP_GOAL_DAY, _adding(ROLLUP_GOAL_DAY, "converting", "events")),
-            (ROLLUP_PAIR, _adding(ROLLUP_PAIR, "both", "then_after_first")),
-        )
-    )
+    + ", ".join(f"{table.name} AS ({_upsert(table, set_)})" for table, set_ in UPSERT_SETS)
     + " SELECT 1"
-)  # fmt: skip
+)
 
 
 def _iso(value: date | datetime) -> str:

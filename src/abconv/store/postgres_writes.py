@@ -25,7 +25,13 @@ from abconv.store.postgres import (
     as_json,
 )
 from abconv.store.rollups import VisitorGoal, conversion_changes
-from abconv.store.tables import NewConversion, StoredExposure
+from abconv.store.tables import (
+    NewConversion,
+    StoredExposure,
+    first_of_each_event,
+    joined,
+    split,
+)
 
 Converted = tuple[
     list[NewConversion], bool
@@ -118,7 +124,7 @@ def in_key_order(
     """:func:`insert_conversions` of all ``payloads``' rows, in key
     order (stable: the first of two alike stays first), so that two workers'
     transactions holding one event each wait in one order."""
-    rows = _joined(payloads)
+    rows = joined(payloads)
     order = sorted(
         range(len(rows)),
         key=lambda i: (rows[i].visitor, rows[i].event_id or "", rows[i].experiment),
@@ -127,7 +133,7 @@ def in_key_order(
     new = [False] * len(rows)
     for position, i in enumerate(order):
         new[i] = stored[position]
-    return earlier, _split(new, payloads)
+    return earlier, split(new, payloads)
 
 
 def insert_conversions(
@@ -143,12 +149,7 @@ def insert_conversions(
     visitors' exposure rows and the read of their states (after the lock);
     the upserts go with the caller's commit. As row by row, the first of the
     rows with one (visitor, event_id, experiment) is the one that counts."""
-    seen: set[tuple[str, str | None, str]] = set()
-    first = []
-    for row in rows:
-        key = (row.visitor, row.event_id, row.experiment)
-        first.append(row.event_id is None or key not in seen)
-        seen.add(key)
+    first = first_of_each_event(rows)
     sent = [row.__dict__ for row, is_first in zip(rows, first, strict=True) if is_first]
     pairs = as_json(sorted({(row.experiment, row.visitor) for row in rows}))
     inserted = pipeline.send(
@@ -207,16 +208,3 @@ def ingested(pipeline: Pipeline, batches: list[Batch]) -> list[Ingested]:
         new = insert_conversions(pipeline, rows)[1] if rows else []
         done.append((new_exposures, rows, new))
     return done
-
-
-def _joined(payloads: list[list[NewConversion]]) -> list[NewConversion]:
-    return [row for rows in payloads for row in rows]
-
-
-def _split(new: list[bool], payloads: list[list[NewConversion]]) -> list[list[bool]]:
-    """``new`` (one flag per row of all ``payloads``) cut back into each payload's flags."""
-    answers, start = [], 0
-    for rows in payloads:
-        answers.append(new[start : start + len(rows)])
-        start += len(rows)
-    return answers

@@ -31,8 +31,10 @@ from sqlalchemy.engine import Connection
 
 from abconv.store import rollup_rebuild
 from abconv.store.connections import Database
+from abconv.store.postgres import UPSERT_SETS
 from abconv.store.tables import (
     EXPOSURE,
+    GOAL_SUMS,
     ROLLUP_CAP,
     ROLLUP_EXPOSURE,
     ROLLUP_GOAL,
@@ -92,7 +94,7 @@ class Rollups:
         self._add_goal = _adding(
             insert(ROLLUP_GOAL),
             ROLLUP_GOAL,
-            list(_GOAL_SUMS),
+            list(GOAL_SUMS),
             kind=sa.func.max if database.is_sqlite else sa.func.greatest,
         )  # fmt: skip
         self._add_goal_day = _adding(
@@ -230,10 +232,6 @@ def conversion_changes(
 
 
 _STATE_FIELDS = tuple(VisitorGoal.__dataclass_fields__)
-_GOAL_SUMS = (
-    "converting", "events", "value_sum", "value_sum_squares", "value_sum_cubes", "capped_visitors",
-    "events_sum_squares", "value_events_sum",
-)  # fmt: skip
 
 
 class _Batch:
@@ -270,7 +268,7 @@ class _Batch:
         cap = self.caps.get((row.experiment, row.goal))
         goal = _goal_delta(before, after, cap)
         self._merge(
-            self.goals, (row.experiment, row.variant, row.goal, row.phase), scope, goal, _GOAL_SUMS
+            self.goals, (row.experiment, row.variant, row.goal, row.phase), scope, goal, GOAL_SUMS
         )
         for day, (converting, events) in _day_deltas(before, after, row.created_at.date()).items():
             self._merge(
@@ -396,30 +394,14 @@ def _postgres_upsert(table: sa.Table, set_: dict[str, str]) -> str:
     )
 
 
-def _postgres_adding(table: sa.Table, *counters: str) -> dict[str, str]:
-    return {n: f'{table.name}."{n}" + excluded."{n}"' for n in counters}
-
-
 # PostgreSQL: the upserts of the four tables a conversion changes in one
 # statement (each table's rows as arrays; an empty array changes nothing),
 # doing what Rollups' per-table statements do.
 _POSTGRES_UPSERTS = sa.text(
     "WITH "
-    + ", ".join(
-        f"{table.name} AS ({_postgres_upsert(table, set_)})"
-        for table, set_ in (
-            (ROLLUP_VISITOR_GOAL,
-             {n: f'excluded."{n}"' for n in _values(ROLLUP_VISITOR_GOAL)}),
-            (ROLLUP_GOAL, {
-                **_postgres_adding(ROLLUP_GOAL, *_GOAL_SUMS),
-                "kind": "greatest(rollup_goal.kind, excluded.kind)",
-            }),
-            (ROLLUP_GOAL_DAY, _postgres_adding(ROLLUP_GOAL_DAY, "converting", "events")),
-            (ROLLUP_PAIR, _postgres_adding(ROLLUP_PAIR, "both", "then_after_first")),
-        )
-    )
+    + ", ".join(f"{table.name} AS ({_postgres_upsert(table, set_)})" for table, set_ in UPSERT_SETS)
     + " SELECT 1"
-)  # fmt: skip
+)
 
 
 def _as_arrays(changed: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, list[Any]]:

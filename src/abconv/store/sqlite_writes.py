@@ -25,12 +25,14 @@ from abconv.store.rollups import VisitorGoal, conversion_changes
 from abconv.store.sqlite import COUNT_EXPOSURES, stored_time
 from abconv.store.tables import (
     CONVERSION_KEY,
+    GOAL_SUMS,
     ROLLUP_GOAL,
     ROLLUP_GOAL_DAY,
     ROLLUP_PAIR,
     ROLLUP_VISITOR_GOAL,
     NewConversion,
     StoredExposure,
+    first_of_each_event,
 )
 
 EXPOSURE_COLUMNS = ("experiment", "visitor", "variant", "created_at", "phase")
@@ -163,12 +165,7 @@ def insert_conversions(connection: sqlite3.Connection, rows: Sequence[NewConvers
     """Insert conversions and apply the new ones to the rollups; True where a row
     was new. As row by row, the first of two rows with one (visitor, event_id,
     experiment) is the one stored; a row without event id is always new."""
-    seen: set[tuple[str, str | None, str]] = set()
-    first = []
-    for row in rows:
-        key = (row.visitor, row.event_id, row.experiment)
-        first.append(row.event_id is None or key not in seen)
-        seen.add(key)
+    first = first_of_each_event(rows)
     sent = [row for row, is_first in zip(rows, first, strict=True) if is_first]
     times = _Times()
     stored: set[tuple[str, str, str]] = set()
@@ -292,9 +289,7 @@ UPSERTS = {
     ROLLUP_GOAL.name: _Upsert(
         ROLLUP_GOAL,
         {
-            **_adding("converting", "events", "value_sum", "value_sum_squares",
-                      "value_sum_cubes", "capped_visitors", "events_sum_squares",
-                      "value_events_sum"),
+            **_adding(*GOAL_SUMS),
             "kind": "max(kind, excluded.kind)",
         },
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -82,6 +83,33 @@ class NewConversion:
     phase: int = 1  # the visitor's exposure's
 
 
+def first_of_each_event(rows: Sequence[NewConversion]) -> list[bool]:
+    """Which of ``rows`` is the first with its (visitor, event_id, experiment):
+    the one that counts, as when stored row by row. A row without event id
+    is always first."""
+    seen: set[tuple[str, str | None, str]] = set()
+    first = []
+    for row in rows:
+        key = (row.visitor, row.event_id, row.experiment)
+        first.append(row.event_id is None or key not in seen)
+        seen.add(key)
+    return first
+
+
+def joined(payloads: list[list[NewConversion]]) -> list[NewConversion]:
+    """Several requests' conversions as one batch."""
+    return [row for rows in payloads for row in rows]
+
+
+def split(new: list[bool], payloads: list[list[NewConversion]]) -> list[list[bool]]:
+    """``new`` (one flag per row of all ``payloads``) cut back into each payload's flags."""
+    answers, start = [], 0
+    for rows in payloads:
+        answers.append(new[start : start + len(rows)])
+        start += len(rows)
+    return answers
+
+
 # -- rollups: counters kept as events arrive (see abconv.store.rollups) ------------
 # Days are the UTC date of the event's own timestamp. Every count is a sum of
 # per-visitor contributions, so arrival order does not change it.
@@ -120,6 +148,8 @@ ROLLUP_GOAL = sa.Table(  # per-visitor totals of a goal, capped at the recorded 
     sa.Column("events_sum_squares", sa.Float(), nullable=False),  # Σ events² per visitor
     sa.Column("value_events_sum", sa.Float(), nullable=False),  # Σ capped total x events
 )
+# The counters of a goal's rollup row, which a conversion adds to.
+GOAL_SUMS = tuple(c.name for c in ROLLUP_GOAL.columns if not c.primary_key and c.name != "kind")
 
 ROLLUP_GOAL_DAY = sa.Table(  # first conversions on the goal, and events, that day
     "rollup_goal_day",
