@@ -101,8 +101,24 @@ def test_serve_gives_gunicorn_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_
     assert cfg.worker_class is AbconvWorker
     assert (cfg.keepalive, cfg.timeout, cfg.graceful_timeout) == (5, 30, 10)
     assert cfg.post_fork is server.post_fork
+    assert cfg.post_worker_init is server.freeze_startup_objects
     assert cfg.child_exit.__qualname__.startswith("prometheus_multiprocess")
     assert cfg.control_socket_disable is True
+
+
+def test_a_worker_keeps_its_startup_objects_out_of_full_collections() -> None:
+    """What a worker built before its first request (modules, the app) is frozen:
+    full collections, which pause every request, no longer walk it."""
+    script = (
+        "import gc\nfrom abconv import server\n"
+        "before = len(gc.get_objects())\n"
+        "server.freeze_startup_objects(None)\n"
+        "print(before, gc.get_freeze_count(), len(gc.get_objects()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    before, frozen, after = map(int, out.stdout.split())
+    assert frozen >= before > 10_000
+    assert after < 1_000
 
 
 def test_serve_with_no_options_answers_on_127_0_0_1_port_8000(tmp_path: Path) -> None:

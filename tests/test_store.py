@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,20 @@ def test_the_cache_drops_the_least_recently_used_visitor() -> None:
     cache.put("c", [exposure("x")])
     assert cache.get("b", ["x"]) is None
     assert cache.get("a", ["x"]) is not None and cache.get("c", ["x"]) is not None
+
+
+def test_the_cache_leaves_full_garbage_collections_nothing_to_walk() -> None:
+    """A full collection pauses every request of the worker; 100,000 cached
+    visitors must not lengthen it, so the collector must stop tracking them."""
+    cache = ExposureCache()
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(5_000):
+        cache.put(f"visitor-{n}", [exposure("x"), exposure(f"y-{n % 7}")])
+    gc.collect()
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+    assert cache.get("visitor-3", ["x", "y-3"]) == {"x": exposure("x"), "y-3": exposure("y-3")}
 
 
 IDENTIFIERS = st.from_regex(r"[a-z0-9-]{1,64}", fullmatch=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import errno
+import gc
 import os
 import shutil
 import signal
@@ -44,6 +45,7 @@ def gunicorn_options(bind: str, workers: int, threads: int) -> dict[str, Any]:
         "proc_name": "abconv",
         "control_socket_disable": True,  # one per host by default; abconv needs none
         "post_fork": post_fork,
+        "post_worker_init": freeze_startup_objects,
     }
 
 
@@ -58,6 +60,14 @@ def post_fork(server: Any, worker: Any) -> None:
             server.log.warning("prctl: %s", os.strerror(ctypes.get_errno()))
     if os.getppid() != worker.ppid:  # the master died before prctl took effect
         os._exit(1)
+
+
+def freeze_startup_objects(worker: Any) -> None:
+    """Keep what the worker built at startup (modules, the app, its engines) out
+    of the garbage collector's full collections, which every request of the
+    worker waits through: they took 80-140 ms each, the slowest 1 % of requests
+    under load."""
+    gc.freeze()
 
 
 class AbconvGunicorn(BaseApplication):  # type: ignore[misc]
