@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -17,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from abconv.gunicorn_worker import READ_TIMEOUT_SECONDS, REFUSALS, quiet_timeouts
+from abconv.gunicorn_worker import (
+    KEEPALIVE_REQUESTS,
+    READ_TIMEOUT_SECONDS,
+    REFUSALS,
+    quiet_timeouts,
+)
 from abconv.server import wait_for_port
 from tests.test_concurrency import ROOT, free_port
 
@@ -245,3 +251,19 @@ def test_a_stalled_connection_is_logged_in_one_line(error: OSError, one_line: bo
     assert (record.exc_info is None) is one_line
     assert ("stalled for 10 s" in record.getMessage()) is one_line
     assert record.levelname == ("INFO" if one_line else "ERROR")
+
+
+def test_a_keep_alive_connection_closes_after_its_hundredth_request(port: int) -> None:
+    """So that a proxy's few long-lived connections spread over the workers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for number in range(1, KEEPALIVE_REQUESTS + 1):
+            connection.request("GET", "/healthz")
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == 200
+            closing = reply.getheader("Connection", "").lower() == "close"
+            assert closing == (number == KEEPALIVE_REQUESTS), number
+        assert connection.sock is None  # http.client saw the server close it
+    finally:
+        connection.close()

@@ -1,7 +1,7 @@
 """The gunicorn worker of ``abconv serve``: gunicorn's threaded worker, made
 fit for clients on the internet.
 
-Three small changes, each for a failure seen with the stock workers:
+Four small changes, each for a failure seen with the stock workers:
 
 - A client that goes quiet in the middle of its request (headers sent, body
   promised and not sent) held a sync worker until gunicorn's ``timeout``
@@ -12,6 +12,8 @@ Three small changes, each for a failure seen with the stock workers:
 - gunicorn accepts connections while every thread is busy and queues them
   behind the stuck ones; a worker here stops accepting while its threads are
   all taken, so new connections go to a worker that can answer them now.
+- A keep-alive connection carries at most :data:`KEEPALIVE_REQUESTS`
+  requests, so that a few long-lived connections spread over the workers.
 - Requests gunicorn refuses before the app sees them (request line or headers
   too long, not HTTP at all) get the API's JSON error envelope, with the same
   status, instead of gunicorn's HTML page.
@@ -34,6 +36,14 @@ from gunicorn.workers.gthread import ThreadWorker
 # Long enough for a phone on a bad network to send the next packet, short
 # enough that a stalled client frees its thread soon.
 READ_TIMEOUT_SECONDS = 10
+
+# Requests one keep-alive connection may carry before the worker closes it
+# (Apache's default; nginx closes after 1,000). A connection stays with the
+# worker that accepted it: a proxy's or load tester's few long-lived
+# connections could all sit on one worker while the other idled (seen: 16
+# of 16, at half the throughput). Reconnecting, they go to a worker with a
+# free thread. A reconnection costs about what one request does.
+KEEPALIVE_REQUESTS = 100
 
 # gunicorn's refusal → (status, reason phrase, error code); the messages are
 # made in _message(). Anything else keeps gunicorn's own handling.
@@ -80,6 +90,14 @@ class AbconvWorker(ThreadWorker):  # type: ignore[misc]
         # The same bound for a client that stops reading its replies.
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         return super().handle(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """Runs in a pool thread; the last request a connection may carry says
+        ``Connection: close``."""
+        served = conn.abconv_served = getattr(conn, "abconv_served", 0) + 1
+        if served >= KEEPALIVE_REQUESTS:
+            req.must_close = True
+        return super().handle_request(req, conn)
 
     # enqueue_req and finish_request run on the worker's main thread only.
     def enqueue_req(self, conn: Any) -> None:
