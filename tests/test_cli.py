@@ -117,7 +117,7 @@ def test_a_worker_keeps_its_startup_objects_out_of_full_collections() -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     before, frozen, after = map(int, out.stdout.split())
-    assert frozen >= before > 10_000
+    assert before > 10_000 and frozen > before // 2
     assert after < 1_000
 
 
