@@ -50,11 +50,13 @@ def doubled(written: list[Any], payloads: list[int]) -> list[int]:
     return [2 * p for p in payloads]
 
 
-def held_first(group: GroupCommit[Any], queued: int) -> Callable[[], AbstractContextManager[Any]]:
-    """``group``'s transactions, the first held open until ``queued`` writes wait
-    behind it: the writes of the other threads then go together in the next."""
+def held_first(
+    group: GroupCommit[Any], queued: int, first: threading.Event
+) -> Callable[[], AbstractContextManager[Any]]:
+    """``group``'s transactions, the first (``first`` set when it begins) held
+    open until ``queued`` writes wait behind it: the writes of the other
+    threads then go together in the next."""
     begin = group.transaction
-    first = threading.Event()
 
     @contextmanager
     def transaction() -> Iterator[Any]:
@@ -72,7 +74,8 @@ def held_first(group: GroupCommit[Any], queued: int) -> Callable[[], AbstractCon
 def run_together(group: GroupCommit[Any], write: Any, payloads: list[Any]) -> list[Any]:
     """``payloads[0]`` first, alone; the others from threads of their own while
     it is held, in one group. Each thread's answer, or the error it raised."""
-    group.transaction = held_first(group, len(payloads) - 1)
+    begun = threading.Event()
+    group.transaction = held_first(group, len(payloads) - 1, begun)
 
     def one(payload: Any) -> Any:
         try:
@@ -82,7 +85,7 @@ def run_together(group: GroupCommit[Any], write: Any, payloads: list[Any]) -> li
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         first = pool.submit(one, payloads[0])
-        while not group.busy and not first.done():  # its transaction is open (or over)
+        while not begun.is_set() and not first.done():  # its transaction is open (or over)
             time.sleep(0.001)
         rest = [pool.submit(one, payload) for payload in payloads[1:]]
         return [first.result(), *(future.result() for future in rest)]
@@ -106,6 +109,30 @@ def test_a_lone_write_commits_at_once() -> None:
     assert time.monotonic() - started < 0.5
     assert ledger.committed == [[4]]
     assert group.waiting == 0 and not group.busy
+
+
+def test_writes_that_start_together_share_the_first_commit() -> None:
+    """The leader lets the threads about to write queue before it takes the
+    queue; without that, the first transaction of each round held only the
+    leader's write (the thread that had the GIL)."""
+    shared = 0
+    for _ in range(20):
+        ledger = Ledger()
+        group = GroupCommit(ledger.transaction)
+        start = threading.Barrier(THREADS)
+
+        def one(payload: int) -> int:
+            start.wait()
+            return group.run(doubled, payload)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            answers = list(pool.map(one, range(1, THREADS + 1)))
+        assert answers == [2 * n for n in range(1, THREADS + 1)]
+        assert sorted(p for written in ledger.committed for p in written) == list(
+            range(1, THREADS + 1)
+        )
+        shared += len(ledger.committed[0]) > 1
+    assert shared >= 15
 
 
 def test_a_failing_write_fails_alone_and_its_batch_mates_commit() -> None:
