@@ -111,26 +111,31 @@ def test_a_lone_write_commits_at_once() -> None:
     assert group.waiting == 0 and not group.busy
 
 
+def writes_started_together() -> Ledger:
+    """``THREADS`` threads released at once, each writing its number."""
+    ledger = Ledger()
+    group = GroupCommit(ledger.transaction)
+    start = threading.Barrier(THREADS)
+
+    def one(payload: int) -> int:
+        start.wait()
+        return group.run(doubled, payload)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        answers = list(pool.map(one, range(1, THREADS + 1)))
+    assert answers == [2 * n for n in range(1, THREADS + 1)]
+    return ledger
+
+
 def test_writes_that_start_together_share_the_first_commit() -> None:
     """The leader lets the threads about to write queue before it takes the
     queue; without that, the first transaction of each round held only the
     leader's write (the thread that had the GIL)."""
     shared = 0
     for _ in range(20):
-        ledger = Ledger()
-        group = GroupCommit(ledger.transaction)
-        start = threading.Barrier(THREADS)
-
-        def one(payload: int) -> int:
-            start.wait()
-            return group.run(doubled, payload)
-
-        with ThreadPoolExecutor(THREADS) as pool:
-            answers = list(pool.map(one, range(1, THREADS + 1)))
-        assert answers == [2 * n for n in range(1, THREADS + 1)]
-        assert sorted(p for written in ledger.committed for p in written) == list(
-            range(1, THREADS + 1)
-        )
+        ledger = writes_started_together()
+        stored = sorted(p for written in ledger.committed for p in written)
+        assert stored == list(range(1, THREADS + 1))
         shared += len(ledger.committed[0]) > 1
     assert shared >= 15
 
