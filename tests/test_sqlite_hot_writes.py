@@ -44,6 +44,33 @@ def test_grouped_exposures_count_a_shared_row_for_its_first_request(store: Store
     assert store.count_rows("exposure", "shop") == 3
 
 
+def test_rows_partly_stored_already_count_only_those_stored_now(store: Store) -> None:
+    """One statement, some of whose rows were stored by an earlier transaction
+    (as by another worker): only the others count, in the answer and the rollups."""
+    hot = store.database.hot
+    assert hot is not None
+    with hot.transaction() as connection:
+        assert sqlite_writes.insert_exposures(connection, [[exposure("v2", "b")]]) == [1]
+        assert sqlite_writes.insert_exposures(connection, [[exposure("v9")]]) == [1]
+    payloads = [[exposure("v1"), exposure("v2", "b")], [exposure("v3", "b"), exposure("v9")]]
+    with hot.transaction() as connection:
+        assert sqlite_writes.insert_exposures(connection, payloads) == [1, 1]
+    assert store.visitors_by_variant("shop") == {"a": 2, "b": 2}
+
+    def purchase(visitor: str, event_id: str | None) -> NewConversion:
+        return NewConversion("shop", "a", visitor, "purchase", "hard", 10.0, event_id, AT)
+
+    with hot.transaction() as connection:
+        assert sqlite_writes.insert_conversions(connection, [purchase("v1", "e1")]) == [True]
+    rows = [purchase("v1", "e1"), purchase("v1", "e2"), purchase("v9", None), purchase("v9", "e1")]
+    with hot.transaction() as connection:
+        assert sqlite_writes.insert_conversions(connection, rows) == [False, True, True, True]
+    assert store.count_rows("conversion", "shop") == 4
+    incremental = rollup_rows(store, "shop")
+    store.rebuild_rollups("shop")
+    assert_same_rows(rollup_rows(store, "shop"), incremental)
+
+
 def test_a_batch_of_more_rows_than_a_statement_takes_stores_each_once(store: Store) -> None:
     """Several multi-row statements; repeated exposures and event ids, rows without
     event id, days and phases mixed: the rows and rollups a rebuild gives."""
