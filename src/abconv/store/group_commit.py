@@ -14,6 +14,13 @@ A lone request loses a system call; under load, transactions hold more
 writes: in the benchmark's SQLite new visitors, 42 % of writes committed
 alone before, 3 % since, and the workers' CPU per request fell 6-14 % on
 SQLite's write routes (PostgreSQL's groups were large already: no change).
+
+Writes of one kind are merged into one call (one statement for all their
+rows, where the kind allows). Each write gets its own answer, and only after
+the commit that holds it: a 2xx still means committed. When the shared
+transaction fails, each write is retried alone in a transaction of its own,
+so one bad write fails only its own request, and an outage fails each with
+the error it would have met alone.
 """
 
 from __future__ import annotations
