@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from abconv.store import NewConversion, Store, utcnow
+from abconv.store import NewConversion, Store, group_commit, utcnow
 from abconv.store.group_commit import GroupCommit
 from abconv.store.outage import HangGuard
 
@@ -114,7 +114,9 @@ def test_a_lone_write_commits_at_once() -> None:
 def writes_started_together() -> Ledger:
     """``THREADS`` threads released at once, each writing its number."""
     ledger = Ledger()
-    group = GroupCommit(ledger.transaction)
+    group = GroupCommit(ledger.transaction, busy_window=3600)
+    group.run(doubled, 0)  # a write before: the group is under load
+    ledger.committed.clear()
     start = threading.Barrier(THREADS)
 
     def one(payload: int) -> int:
@@ -138,6 +140,23 @@ def test_writes_that_start_together_share_the_first_commit() -> None:
         assert stored == list(range(1, THREADS + 1))
         shared += len(ledger.committed[0]) > 1
     assert shared >= 15
+
+
+def test_only_a_write_close_behind_another_gives_up_its_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The yield costs a lone write 50-100 µs of latency (timer slack), so a
+    write with no other near it, as under light load, goes straight on."""
+    slept: list[float] = []
+    monkeypatch.setattr(group_commit.time, "sleep", slept.append)
+    ledger = Ledger()
+    quiet = GroupCommit(ledger.transaction, busy_window=0)
+    assert [quiet.run(doubled, n) for n in (1, 2)] == [2, 4]
+    assert slept == []
+    busy = GroupCommit(ledger.transaction, busy_window=3600)
+    assert [busy.run(doubled, n) for n in (3, 4)] == [6, 8]
+    assert slept == [0]  # the second write followed the first within the window
+    assert ledger.committed == [[1], [2], [3], [4]]
 
 
 def test_a_failing_write_fails_alone_and_its_batch_mates_commit() -> None:

@@ -7,13 +7,16 @@ commits others queue; the next transaction takes them all and commits once.
 
 No thread of its own and no timer: the first writer to find no transaction
 under way leads one, holding whatever queued meanwhile; the others sleep
-until it wakes them. Before it takes the queue, the leader gives up the GIL
-once (``time.sleep(0)``): the worker's other threads run until they block,
-and those whose request is about to write queue and join this transaction.
-A lone request loses a system call; under load, transactions hold more
-writes: in the benchmark's SQLite new visitors, 42 % of writes committed
-alone before, 3 % since, and the workers' CPU per request fell 6-14 % on
-SQLite's write routes (PostgreSQL's groups were large already: no change).
+until it wakes them. Under load (another write began less than
+:data:`BUSY_WINDOW` ago), the leader first gives up the GIL once
+(``time.sleep(0)``): the worker's other threads run until they block, and
+those whose request is about to write queue and join this transaction. In
+the benchmark's SQLite new visitors, 42 % of writes committed alone before,
+3 % since, and the workers' CPU per request fell 6-14 % on SQLite's write
+routes (PostgreSQL's groups were large already: no change). The yield
+costs its thread 50-100 µs of wall time (Linux's timer slack rounds the
+sleep up, and that pause is what lets the others run), so a write with no
+other write near it, most writes under light load, does not yield.
 
 Writes of one kind are merged into one call (one statement for all their
 rows, where the kind allows). Each write gets its own answer, and only after
@@ -25,6 +28,7 @@ the error it would have met alone.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +41,10 @@ R = TypeVar("R")  # what it gets back
 
 #: Writes of one kind in one transaction: the answers to ``payloads``, in order.
 Write = Callable[[C, list[P]], list[R]]
+
+#: A leader yields to the worker's other threads only when another write
+#: began within this many seconds before its own: a sign of load.
+BUSY_WINDOW = 0.001
 
 
 class _Job:
@@ -75,7 +83,7 @@ class GroupCommit(Generic[C]):
     commits as it runs: a group whose writes are all of one kind that is
     one statement for any number of payloads runs there, without the
     round trips of BEGIN and COMMIT, and holds its row locks for that
-    statement only.
+    statement only. ``busy_window``: see :data:`BUSY_WINDOW`.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class GroupCommit(Generic[C]):
         transaction: Callable[[], AbstractContextManager[C]],
         autocommit: Callable[[], AbstractContextManager[C]] | None = None,
         most: int = 64,
+        busy_window: float = BUSY_WINDOW,
     ) -> None:
         self.transaction = transaction
         self.autocommit = autocommit
@@ -90,6 +99,8 @@ class GroupCommit(Generic[C]):
         self._lock = threading.Lock()
         self._queue: list[_Job] = []
         self._leading = False  # a thread is running a transaction; the queue waits for it
+        self.busy_window = busy_window
+        self._last_write = -math.inf  # time.monotonic() when the latest write began
         self.transactions = 0  # committed or not (tests: writes were grouped)
 
     @property
@@ -113,6 +124,9 @@ class GroupCommit(Generic[C]):
         """
         job = _Job(write, payload, one_statement)
         with self._lock:
+            now = time.monotonic()
+            busy = now - self._last_write < self.busy_window
+            self._last_write = now
             self._queue.append(job)
             leads = not self._leading
             self._leading = True
@@ -122,10 +136,11 @@ class GroupCommit(Generic[C]):
             woken.wait()
             if job.done:
                 return job.answer()  # type: ignore[no-any-return]
-        # This thread leads: its job is first in the queue. It first gives up
-        # the GIL once, so that threads about to queue a write do so and join
-        # this transaction instead of the next (see the module's docstring).
-        time.sleep(0)
+        # This thread leads: its job is first in the queue. Under load it first
+        # gives up the GIL once, so that threads about to queue a write do so
+        # and join this transaction instead of the next (see the module's docstring).
+        if busy:
+            time.sleep(0)
         with self._lock:
             batch = self._queue[: self.most]
             del self._queue[: self.most]
